@@ -1,0 +1,66 @@
+"""Average insertion voltage from entries: pure functions, no I/O, no calculators."""
+
+from __future__ import annotations
+
+import warnings
+
+from emmet.core.electrode import InsertionElectrodeDoc
+from pymatgen.core import Composition
+from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
+
+from insertflow.errors import InsertflowError
+
+
+def framework_of(composition: Composition, working_ion: str) -> Composition:
+    """The composition without the working ion."""
+    return Composition({el: n for el, n in composition.element_composition.items() if el.symbol != working_ion})
+
+
+def ions_per_framework(entry: ComputedEntry, framework: Composition, working_ion: str) -> tuple[float, float]:
+    """(x, number of framework units) for ``entry`` = Li_x(framework) * units."""
+    comp = entry.composition.element_composition
+    units = framework_of(comp, working_ion).get_reduced_composition_and_factor()[1]
+    reduced_framework = framework.get_reduced_composition_and_factor()[0]
+    own_reduced = framework_of(comp, working_ion).get_reduced_composition_and_factor()[0]
+    if own_reduced != reduced_framework:
+        raise InsertflowError(
+            f"{entry.composition.reduced_formula} does not share the framework {reduced_framework.reduced_formula}"
+        )
+    return comp[working_ion] / units if working_ion in comp else 0.0, units
+
+
+def average_voltage(
+    discharged: ComputedEntry, charged: ComputedEntry, ion_reference: ComputedEntry, working_ion: str
+) -> float:
+    """V = -[E(ion_x2 H) - E(ion_x1 H) - (x2 - x1) E(ion)] / ((x2 - x1) e), per framework unit H.
+
+    Energies in eV; ``ion_reference`` is the elemental working ion (e.g. bcc Li) from the
+    same calculator and settings. Charge per ion is 1 e for Li/Na/K (divide by the ion's
+    charge for multivalent ions: ``VoltagePair`` in pymatgen does the same).
+    """
+    framework = framework_of(discharged.composition, working_ion)
+    x2, units2 = ions_per_framework(discharged, framework, working_ion)
+    x1, units1 = ions_per_framework(charged, framework, working_ion)
+    if x2 <= x1:
+        raise InsertflowError(f"the discharged entry (x={x2:g}) must hold more {working_ion} than the charged (x={x1:g})")
+    e_ion = ion_reference.energy / ion_reference.composition.num_atoms
+    charge = _ion_charge(working_ion)
+    delta = discharged.energy / units2 - charged.energy / units1 - (x2 - x1) * e_ion
+    return -delta / ((x2 - x1) * charge)
+
+
+def electrode_document(
+    entries: list[ComputedStructureEntry], ion_reference: ComputedEntry
+) -> InsertionElectrodeDoc | None:
+    """emmet-core's ``InsertionElectrodeDoc`` for ``entries`` (None if there is no voltage step).
+
+    Entries need ``data["material_id"]``; energies above hull go in
+    ``data["decomposition_energy"]`` so ``stability_charge`` / ``stability_discharge`` are set.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return InsertionElectrodeDoc.from_entries(entries, ion_reference)
+
+
+def _ion_charge(working_ion: str) -> int:
+    return {"Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}.get(working_ion, 1)

@@ -1,0 +1,36 @@
+"""Calculators behind one protocol, chosen by name from a recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import import_module
+
+from insertflow.calculators.base import CalculationOutcome, Calculator
+from insertflow.errors import CalculatorError
+
+#: name -> "module:class"; imported only when chosen (chgnet pulls in torch).
+REGISTRY = {
+    "mock": "insertflow.calculators.mock:MockCalculator",
+    "chgnet": "insertflow.calculators.chgnet:CHGNetCalculator",
+}
+
+
+def get_calculator(name: str, settings: dict | None = None) -> Calculator:
+    """Build the calculator ``name`` with ``settings``; clear errors for unknown names or keys."""
+    if name not in REGISTRY:
+        raise CalculatorError(f"unknown calculator '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
+    module_name, class_name = REGISTRY[name].split(":")
+    cls = getattr(import_module(module_name), class_name)
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings or {}) - allowed)
+    if unknown:
+        raise CalculatorError(
+            f"calculator '{name}' has no setting(s) {', '.join(unknown)}; its settings are: {', '.join(sorted(allowed))}"
+        )
+    try:
+        return cls(**(settings or {}))
+    except TypeError as exc:
+        raise CalculatorError(f"bad settings for calculator '{name}': {exc}") from exc
+
+
+__all__ = ["REGISTRY", "CalculationOutcome", "Calculator", "get_calculator"]

@@ -1,0 +1,88 @@
+"""The one protocol every calculator implements; flows only talk to this."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from jobflow import Job
+from pymatgen.core import Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from insertflow.errors import CalculatorError
+
+TASKS = ("relax", "static")
+
+
+@dataclass
+class CalculationOutcome:
+    """What the analysis needs from one finished calculation."""
+
+    entry: ComputedStructureEntry
+    converged: bool
+    n_steps: int | None = None
+    wall_time_s: float | None = None
+    magmoms: list[float] | None = None
+
+    @property
+    def structure(self) -> Structure:
+        """The final (relaxed) structure."""
+        return self.entry.structure
+
+
+@runtime_checkable
+class Calculator(Protocol):
+    """A way to compute energies: makers for jobs, and how to read their outputs.
+
+    Implementations are dataclasses (MSON-serialisable, so a job can carry them to a
+    remote worker) with their settings as fields.
+    """
+
+    name: ClassVar[str]
+    #: Whether ``make_job`` honours ``fixed_normal`` (relax with one stacking spacing fixed).
+    supports_fixed_normal: ClassVar[bool]
+
+    def identity(self) -> dict:
+        """Stable ``{"name", "version", "settings"}``: part of every content key."""
+
+    def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None) -> Job:
+        """A jobflow Job (usually an atomate2 maker's) that runs ``task`` on ``structure``."""
+
+    def outcome(self, output: Any) -> CalculationOutcome:
+        """Turn the job's output into an entry (with corrections); raise ``CalculatorError`` if unusable."""
+
+
+def field_of(doc: Any, *path: str) -> Any:
+    """``doc.a.b`` or ``doc["a"]["b"]``, for outputs that arrive as objects or dicts."""
+    value = doc
+    for part in path:
+        if value is None:
+            return None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+def as_structure(value: Any) -> Structure:
+    """A Structure from a Structure or its dict."""
+    return value if isinstance(value, Structure) else Structure.from_dict(value)
+
+
+def check_energy(energy: Any, formula: str, calculator: str) -> float:
+    """Refuse missing, NaN or infinite energies with a message saying what to do."""
+    if energy is None:
+        raise CalculatorError(f"{calculator} returned no energy for {formula}")
+    energy = float(energy)
+    if not math.isfinite(energy):
+        raise CalculatorError(
+            f"{calculator} returned a non-finite energy ({energy}) for {formula}: the calculation diverged; "
+            "check the structure (overlapping atoms, vacuum) and the calculator settings"
+        )
+    return energy
+
+
+def validate_task(task: str) -> None:
+    """Only the tasks every calculator supports."""
+    if task not in TASKS:
+        raise CalculatorError(f"unknown task '{task}'; calculators run one of {', '.join(TASKS)}")
+

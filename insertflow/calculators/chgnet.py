@@ -1,0 +1,164 @@
+"""CHGNet through atomate2's force-field makers (weights ship in the chgnet wheel)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from atomate2.forcefields.jobs import ForceFieldRelaxMaker, ForceFieldStaticMaker
+from monty.json import MSONable
+from pymatgen.core import Lattice, Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.errors import CalculatorError
+
+#: ASE FrechetCellFilter strain mask (Voigt xx yy zz yz xz xy) that freezes the spacing
+#: of planes normal to z (and their tilt): the "constrain" answer to layers drifting apart.
+FIXED_Z_SPACING_MASK = [1, 1, 0, 0, 0, 1]
+
+
+@dataclass
+class _CHGNetModel:
+    """Load a chosen CHGNet model on a chosen number of threads (fields shared by both makers)."""
+
+    model_version: str = "0.3.0"
+    num_threads: int | None = 1
+
+    def _get_calculator(self):
+        # atomate2 builds CHGNetCalculator() with the package's default model; we pin the
+        # model version (part of the content key) and the torch thread count (1 thread is
+        # ~6x faster than 2 on 2-core machines for cells this small).
+        import torch
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        model = CHGNet.load(model_name=self.model_version, verbose=False)
+        return CHGNetCalculator(model=model, **self.calculator_kwargs)
+
+
+@dataclass
+class CHGNetRelaxMaker(_CHGNetModel, ForceFieldRelaxMaker):
+    """atomate2's force-field relaxation, pinned to a CHGNet model and thread count."""
+
+    name: str = "CHGNet relax"
+    force_field_name: str = "CHGNet"
+    ionic_step_data: tuple[str, ...] | None = ("energy", "magmoms")
+
+
+@dataclass
+class CHGNetStaticMaker(_CHGNetModel, ForceFieldStaticMaker):
+    """atomate2's force-field single point, pinned to a CHGNet model and thread count."""
+
+    name: str = "CHGNet static"
+    force_field_name: str = "CHGNet"
+    ionic_step_data: tuple[str, ...] | None = ("energy", "magmoms")
+
+
+@dataclass
+class CHGNetCalculator(MSONable):
+    """CHGNet (MPtrj-trained: reproduces Materials Project GGA/GGA+U energies, uncorrected).
+
+    No energy corrections are applied: CHGNet 0.3.0 predicts raw MPtrj energies, and for
+    insertion voltages the MP2020 anion and U corrections cancel between the lithiated
+    and delithiated hosts (same TM and O counts).
+    """
+
+    name: ClassVar[str] = "chgnet"
+    supports_fixed_normal: ClassVar[bool] = True
+
+    model: str = "0.3.0"
+    fmax: float = 0.05
+    steps: int = 500
+    optimizer: str = "FIRE"
+    relax_cell: bool = True
+    threads: int | None = field(default_factory=lambda: _threads_from_env())
+
+    def __post_init__(self) -> None:
+        if self.fmax <= 0 or self.steps < 1:
+            raise CalculatorError(f"chgnet needs fmax > 0 and steps >= 1 (got fmax={self.fmax}, steps={self.steps})")
+        try:
+            import chgnet  # noqa: F401
+        except ImportError as exc:
+            raise CalculatorError(
+                "the chgnet calculator needs the ML extra: pip install torch==2.13.0 && pip install 'insertflow[ml]'"
+            ) from exc
+
+    def identity(self) -> dict:
+        """Package and model versions plus the settings that change results (not threads)."""
+        from importlib.metadata import version
+
+        return {
+            "name": self.name,
+            "version": f"chgnet {version('chgnet')}, model {self.model}",
+            "settings": {
+                "fmax": self.fmax,
+                "steps": self.steps,
+                "optimizer": self.optimizer,
+                "relax_cell": self.relax_cell,
+            },
+        }
+
+    def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None):
+        """An atomate2 force-field job; ``fixed_normal`` holds that stacking spacing fixed."""
+        validate_task(task)
+        common = {"model_version": self.model, "num_threads": self.threads}
+        if task == "static":
+            return CHGNetStaticMaker(**common).make(structure)
+        relax_kwargs: dict[str, Any] = {"fmax": self.fmax}
+        if fixed_normal is not None:
+            structure = rotate_normal_to_z(structure, fixed_normal)
+            relax_kwargs["filter_kwargs"] = {"mask": FIXED_Z_SPACING_MASK}
+        maker = CHGNetRelaxMaker(
+            **common,
+            steps=self.steps,
+            relax_cell=self.relax_cell,
+            relax_kwargs=relax_kwargs,
+            optimizer_kwargs={"optimizer": self.optimizer},
+        )
+        return maker.make(structure)
+
+    def outcome(self, output: Any) -> CalculationOutcome:
+        """Entry from atomate2's ``ForceFieldTaskDocument`` (object or dict)."""
+        structure = as_structure(field_of(output, "structure"))
+        formula = structure.composition.reduced_formula
+        energy = check_energy(field_of(output, "output", "energy"), formula, "chgnet")
+        n_steps = field_of(output, "output", "n_steps")
+        converged = bool(field_of(output, "is_force_converged"))
+        if n_steps is not None and n_steps <= 1:
+            converged = True  # a single point has nothing to converge
+        steps = field_of(output, "output", "ionic_steps") or []
+        magmoms = field_of(steps[-1], "magmoms") if steps else None
+        entry = ComputedStructureEntry(structure, energy, parameters={"calculator": self.identity()})
+        return CalculationOutcome(
+            entry=entry,
+            converged=converged,
+            n_steps=n_steps,
+            wall_time_s=field_of(output, "output", "elapsed_time"),
+            magmoms=None if magmoms is None else [float(m) for m in magmoms],
+        )
+
+
+def rotate_normal_to_z(structure: Structure, normal: list[float]) -> Structure:
+    """The same crystal, rotated so the Cartesian vector ``normal`` points along +z."""
+    n = np.asarray(normal, dtype=float)
+    n /= np.linalg.norm(n)
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(n, z)
+    s, c = np.linalg.norm(v), float(np.dot(n, z))
+    if s < 1e-12:
+        rotation = np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    else:
+        vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+        rotation = np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
+    lattice = Lattice(structure.lattice.matrix @ rotation.T)
+    return Structure(lattice, structure.species, structure.frac_coords, site_properties=structure.site_properties)
+
+
+def _threads_from_env() -> int | None:
+    value = os.environ.get("INSERTFLOW_TORCH_THREADS")
+    return int(value) if value else 1

@@ -1,0 +1,205 @@
+"""One calculation with content-keyed reuse, failure records and the layer guard.
+
+``calculate`` runs when its turn comes, on any engine: it computes the content key,
+looks for a finished record with that key in the job store and returns it (reused), or
+replaces itself with the calculator's job plus ``record_calculation``, which turns the
+output (or its absence) into a ``CalculationRecord``. Nothing here knows which
+calculator it drives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
+from monty.json import MSONable
+from pymatgen.core import Structure
+
+from insertflow import progress
+from insertflow.analysis.layers import largest_gap_growth
+from insertflow.calculators.base import Calculator
+from insertflow.errors import CalculatorError
+from insertflow.keys import content_key
+from insertflow.schemas import CalculationRecord
+
+STAGE = "calculations"
+#: Record statuses that a later run may reuse (failures are retried).
+REUSABLE = ("ok", "flagged")
+
+
+@dataclass
+class LayerGuard(MSONable):
+    """What to do when layers drift apart while relaxing (e.g. CHGNet CoO2 at tight fmax).
+
+    ``flag``: keep the result but mark it and leave it out of the analysis;
+    ``constrain``: relax again with that stacking spacing held fixed (if the calculator
+    can), flagging only if it still drifts; ``off``: no check.
+    """
+
+    policy: Literal["flag", "constrain", "off"] = "constrain"
+    max_gap_growth: float = 1.0  # A; the widest empty slab may grow by this much
+
+
+@dataclass
+class CalculationMaker(Maker):
+    """Make the reuse-aware job for one structure in one role of a study."""
+
+    name: str = "calculation"
+    calculator: Calculator | None = None
+    label: str = "structure"
+    task: str = "relax"
+    study: str = ""
+    guard: LayerGuard = field(default_factory=LayerGuard)
+
+    def make(self, structure: Structure):
+        """A job whose output is a ``CalculationRecord``."""
+        if self.calculator is None:
+            raise CalculatorError("CalculationMaker needs a calculator")
+        formula = structure.composition.reduced_formula
+        new_job = calculate(structure, self.calculator, self.label, self.task, self.guard, self.study)
+        new_job.name = f"{self.task} {self.label} ({formula})"
+        new_job.config.expose_store = True
+        new_job.update_metadata({"insertflow": {"kind": "calculation", "label": self.label, "study": self.study}})
+        return new_job
+
+
+@job
+def calculate(
+    structure: Structure, calculator: Calculator, label: str, task: str, guard: LayerGuard, study: str
+) -> CalculationRecord | Response:
+    """Reuse a finished calculation with the same content key, or run it."""
+    identity = calculator.identity()
+    key = content_key(structure, identity, task)
+    formula = structure.composition.reduced_formula
+    item = f"{task} {label} {formula} ({identity['name']})"
+    current = CURRENT_JOB.job
+    current.metadata.setdefault("insertflow", {})["content_key"] = key
+
+    cached = None
+    if CURRENT_JOB.store is not None:
+        cached = CURRENT_JOB.store.query_one(
+            {"metadata.insertflow.content_key": key, "output.status": {"$in": list(REUSABLE)}},
+            properties=["output", "uuid"],
+            sort={"completed_at": -1},
+        )
+    if cached is not None:
+        record = CalculationRecord.model_validate(cached["output"])
+        record = record.model_copy(update={"label": label, "reused": True})
+        progress.emit(STAGE, item, f"reused (key {key[:10]})")
+        return record
+
+    progress.emit(STAGE, item, "running...")
+    return Response(replace=_run_and_record(structure, calculator, label, task, guard, key))
+
+
+def _run_and_record(
+    structure: Structure,
+    calculator: Calculator,
+    label: str,
+    task: str,
+    guard: LayerGuard,
+    key: str,
+    fixed_normal: list[float] | None = None,
+) -> Flow:
+    formula = structure.composition.reduced_formula
+    calc_job = calculator.make_job(structure, task, fixed_normal=fixed_normal)
+    calc_job.name = f"{calculator.name} {task} {label} {formula} [{key[:10]}]"
+    calc_job.update_metadata({"insertflow": {"kind": "raw_calculation", "content_key": key}})
+    record_job = record_calculation(
+        calc_job.output, structure, calculator, label, task, key, guard, calc_job.name, calc_job.uuid,
+        fixed_normal is not None,
+    )
+    record_job.name = f"record {label} ({formula})"
+    record_job.config.on_missing_references = OnMissing.NONE
+    return Flow([calc_job, record_job], output=record_job.output, name=f"{task} {label}")
+
+
+@job
+def record_calculation(
+    output: Any,
+    structure: Structure,
+    calculator: Calculator,
+    label: str,
+    task: str,
+    key: str,
+    guard: LayerGuard,
+    calc_job_name: str,
+    calc_job_uuid: str,
+    constrained: bool = False,
+) -> CalculationRecord | Response:
+    """Turn a calculator output into a record: ok, flagged (layers drifted) or failed (why)."""
+    formula = structure.composition.reduced_formula
+    item = f"{task} {label} {formula} ({calculator.name})"
+    base = {
+        "label": label,
+        "formula": formula,
+        "task": task,
+        "content_key": key,
+        "calculator": calculator.identity(),
+        "job_uuid": calc_job_uuid,
+        "constrained": constrained,
+    }
+
+    def failed(reason: str) -> CalculationRecord:
+        progress.emit(STAGE, item, f"FAILED: {reason}")
+        return CalculationRecord(status="failed", reason=reason, **base)
+
+    if output is None:
+        detail = progress.job_error(calc_job_name)
+        return failed(
+            f"the {calculator.name} {task} job raised an exception"
+            + (f": {detail}" if detail else " (its traceback is in the workflow manager's log)")
+        )
+    try:
+        outcome = calculator.outcome(output)
+    except CalculatorError as exc:
+        return failed(str(exc))
+    except Exception as exc:  # an unreadable output must not stop the study
+        return failed(f"could not read the {calculator.name} output: {type(exc).__name__}: {exc}")
+    if not outcome.converged:
+        return failed(
+            f"the {task} of {formula} did not converge in {outcome.n_steps} steps; "
+            "raise the calculator's steps or loosen fmax"
+        )
+
+    status, reason, growth = "ok", None, None
+    if task == "relax" and guard.policy != "off":
+        change = largest_gap_growth(structure, outcome.structure)
+        growth = round(change.growth, 4)
+        if change.growth > guard.max_gap_growth:
+            if guard.policy == "constrain" and calculator.supports_fixed_normal and not constrained:
+                progress.emit(
+                    STAGE, item, f"layers drifted apart by {change.growth:.2f} A along {change.hkl}; "
+                    "relaxing again with that spacing fixed..."
+                )
+                return Response(
+                    replace=_run_and_record(structure, calculator, label, task, guard, key, change.normal)
+                )
+            status = "flagged"
+            reason = (
+                f"layers drifted apart: the widest empty slab normal to {change.hkl} grew by "
+                f"{change.growth:.2f} A (limit {guard.max_gap_growth} A); left out of the analysis. "
+                "Use layer_guard.policy: constrain, or a looser fmax"
+            )
+
+    entry = outcome.entry
+    entry.entry_id = key
+    entry.data.update({"content_key": key, "label": label})
+    record = CalculationRecord(
+        status=status,
+        reason=reason,
+        entry=entry,
+        energy_per_atom=entry.energy_per_atom,
+        converged=outcome.converged,
+        n_steps=outcome.n_steps,
+        wall_time_s=outcome.wall_time_s,
+        magmoms=outcome.magmoms,
+        layer_gap_growth=growth,
+        **base,
+    )
+    progress.emit(
+        STAGE, item, f"{'new' if status == 'ok' else 'FLAGGED: ' + reason}, {entry.energy_per_atom:.4f} eV/atom"
+    )
+    return record
+
