@@ -32,10 +32,12 @@ class ProgressReporter:
 
     def update(self, stage: str, item: str, status: str) -> None:
         """Record and print one event; ``status`` ending in '...' means started, not finished."""
-        if not status.endswith("..."):
+        started = status.endswith("...")
+        if not started:
             self.done[stage] += 1
+        number = self.done[stage] + (1 if started else 0)
         total = self.plan.get(stage)
-        count = f"{self.done[stage]}/{total}" if total else str(self.done[stage])
+        count = f"{number}/{total}" if total else str(number)
         print(f"[{stage} {count}] {item}: {status}", file=self.stream, flush=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -37,8 +39,9 @@ class _CHGNetModel:
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        model = CHGNet.load(model_name=self.model_version, verbose=False)
-        return CHGNetCalculator(model=model, **self.calculator_kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints its banner on load
+            model = CHGNet.load(model_name=self.model_version, verbose=False)
+            return CHGNetCalculator(model=model, **self.calculator_kwargs)
 
 
 @dataclass

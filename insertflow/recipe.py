@@ -1,0 +1,105 @@
+"""Recipes: the YAML a user runs (``insertflow run RECIPE.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from insertflow.errors import RecipeError
+from insertflow.resources import shipped_dir
+
+
+class CalculatorSpec(BaseModel):
+    """Which calculator and its settings (see ``insertflow.calculators``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Registered calculator name: chgnet, mock")
+    settings: dict = Field(default_factory=dict, description="Calculator fields, e.g. fmax, steps")
+
+
+class LayerGuardSpec(BaseModel):
+    """What to do when layers drift apart during a relaxation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["flag", "constrain", "off"] = "constrain"
+    max_gap_growth: float = Field(1.0, gt=0, description="A the widest empty slab may grow by")
+
+
+class Recipe(BaseModel):
+    """A study: host, calculator, guard and store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Study name; results are stored and shown under it")
+    description: str = ""
+    study: Literal["end_member_voltage"] = "end_member_voltage"
+    host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
+    working_ion: str = "Li"
+    check_oxidation_states: bool = True
+    calculator: CalculatorSpec
+    layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec)
+    store: dict | None = Field(None, description="Store configuration (see insertflow.store); no credentials")
+    workdir: str | None = Field(None, description="Where job folders go; a temporary folder if unset")
+
+    #: Folder the recipe was read from; relative host paths resolve against it.
+    folder: Path = Field(default_factory=Path.cwd, exclude=True)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file (or a recipe shipped in ``workflows/`` by name)."""
+    path = _locate(Path(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path} must hold a mapping of recipe keys (name, host, calculator, ...)")
+    return recipe_from_dict(data, folder=path.parent, where=str(path))
+
+
+def recipe_from_dict(data: dict, folder: Path | None = None, where: str = "recipe") -> Recipe:
+    """Validate a recipe mapping; unknown or invalid keys give one clear message."""
+    try:
+        return Recipe(**data, folder=folder or Path.cwd())
+    except ValidationError as exc:
+        raise RecipeError(f"{where}: {_explain(exc)}") from exc
+
+
+def _locate(path: Path) -> Path:
+    if path.exists():
+        if path.is_dir():
+            raise RecipeError(f"{path} is a folder; give a recipe YAML file")
+        return path
+    shipped = shipped_dir("workflows") / path.name
+    if not path.suffix:
+        shipped = shipped.with_suffix(".yaml")
+    if shipped.exists():
+        return shipped
+    available = ", ".join(p.stem for p in sorted(shipped_dir("workflows").glob("*.yaml")))
+    raise RecipeError(f"recipe {path} not found (shipped recipes: {available})")
+
+
+def _explain(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    location = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model = _model_at(err["loc"][:-1])
+        allowed = ", ".join(k for k, f in model.model_fields.items() if not f.exclude)
+        return f"unknown key '{location}' (allowed here: {allowed})"
+    if err["type"] == "missing":
+        return f"missing required key '{location}'"
+    return f"'{location}': {err['msg']}"
+
+
+def _model_at(loc: tuple) -> type[BaseModel]:
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model
