@@ -54,6 +54,7 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
     """Make ``reporter`` receive events (and collect job exceptions) inside the block."""
     global _active
     previous, _active = _active, reporter
+    _job_errors.clear()  # messages belong to one run; a stale one must not explain a later failure
     handler = _JobErrorHandler()
     jobflow_logger = logging.getLogger("jobflow.managers.local")
     jobflow_logger.addHandler(handler)
@@ -63,6 +64,7 @@ def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
         yield reporter
     finally:
         _active = previous
+        _job_errors.clear()
         jobflow_logger.removeHandler(handler)
         jobflow_logger.setLevel(old_level)
 
