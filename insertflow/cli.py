@@ -37,7 +37,7 @@ def run(
     with _one_line_errors():
         loaded = load_recipe(recipe)
         doc = run_recipe(loaded, store_override=store, verbose=verbose)
-        typer.echo(render_summary(doc, describe(resolve_store_config(loaded.store, store))))
+        typer.echo(render_summary(doc, describe(resolve_store_config(loaded.store, store, loaded.folder))))
     if doc.get("average_voltage") is None or doc.get("failed"):
         raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 
@@ -55,7 +55,7 @@ def show(
 
     with _one_line_errors():
         loaded = load_recipe(recipe)
-        config = resolve_store_config(loaded.store, store)
+        config = resolve_store_config(loaded.store, store, loaded.folder)
         doc = latest_study(open_store(config), loaded.name)
         if doc is None:
             raise InsertflowError(

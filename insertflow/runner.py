@@ -46,7 +46,7 @@ def run_recipe(
 ) -> dict:
     """Run ``recipe`` on this machine; return the study document as stored."""
     _, flow, plan = build_study(recipe)
-    store = store or open_store(resolve_store_config(recipe.store, store_override))
+    store = store or open_store(resolve_store_config(recipe.store, store_override, recipe.folder))
     with _workdir(recipe.workdir) as root, reporting(ProgressReporter(plan, stream)), _quiet_libraries():
         run_locally(flow, store=store, root_dir=root, create_folders=True, log=verbose)
     doc = latest_study(store, recipe.name)

@@ -61,8 +61,13 @@ def insertflow_home() -> Path:
     return Path(os.environ.get("INSERTFLOW_HOME", "~/.insertflow")).expanduser()
 
 
-def resolve_store_config(recipe_store: dict | None = None, explicit: str | StoreConfig | None = None) -> StoreConfig:
-    """Pick the store configuration by the precedence in this module's docstring."""
+def resolve_store_config(
+    recipe_store: dict | None = None, explicit: str | StoreConfig | None = None, recipe_folder: Path | None = None
+) -> StoreConfig:
+    """Pick the store configuration by the precedence in this module's docstring.
+
+    A relative embedded path in a recipe is relative to the recipe's folder.
+    """
     if isinstance(explicit, StoreConfig):
         return explicit
     if explicit:
@@ -75,7 +80,10 @@ def resolve_store_config(recipe_store: dict | None = None, explicit: str | Store
                 "the recipe's store.uri holds credentials; move the URI to the INSERTFLOW_MONGODB_URI "
                 "environment variable or to your own $INSERTFLOW_HOME/store.yaml"
             )
-        return _validated(recipe_store, "the recipe's store section")
+        config = _validated(recipe_store, "the recipe's store section")
+        if config.path and recipe_folder is not None and not Path(config.path).expanduser().is_absolute():
+            config.path = str(recipe_folder / config.path)
+        return config
     user_file = insertflow_home() / "store.yaml"
     if user_file.exists():
         try:
