@@ -39,9 +39,7 @@ class Host:
     @property
     def framework(self) -> Composition:
         """Composition without the working ion, e.g. ``CoO2``."""
-        return Composition(
-            {el: amt for el, amt in self.structure.composition.items() if el.symbol != self.working_ion}
-        )
+        return Composition({el: amt for el, amt in self.structure.composition.items() if el.symbol != self.working_ion})
 
     def summary(self) -> dict:
         """Short JSON-able description stored with every study."""
@@ -148,8 +146,7 @@ def _read_structure(source: str | Path | Structure | dict, relative_to: Path | N
         path = relative_to / path
     if not path.exists():
         raise HostError(
-            f"host '{text}' is neither a file ({path} does not exist) nor a builtin host "
-            f"({', '.join(builtins)})"
+            f"host '{text}' is neither a file ({path} does not exist) nor a builtin host ({', '.join(builtins)})"
         )
     if path.is_dir():
         raise HostError(f"host path {path} is a folder; give a CIF, POSCAR or pymatgen JSON file")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from emmet.core.electrode import InsertionElectrodeDoc
@@ -14,7 +14,7 @@ Status = Literal["ok", "failed", "flagged"]
 
 def utcnow() -> datetime:
     """Timezone-aware now, for document timestamps."""
-    return datetime.now(tz=timezone.utc)
+    return datetime.now(tz=UTC)
 
 
 class CalculationRecord(BaseModel):

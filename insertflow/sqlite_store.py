@@ -246,8 +246,8 @@ class SQLiteStore(Store):
             db.execute("BEGIN IMMEDIATE")
             try:
                 indexed = self._indexed_fields()
-                for doc in docs:
-                    doc = jsanitize(doc, allow_bson=True)
+                for raw_doc in docs:
+                    doc = jsanitize(raw_doc, allow_bson=True)
                     if self.validator and not self.validator.is_valid(doc):
                         if self.validator.strict:
                             raise ValueError(self.validator.validation_errors(doc))
@@ -306,8 +306,8 @@ class SQLiteStore(Store):
             return tuple(orjson.dumps(_get_path(doc, k)[:1], default=_encode_default) for k in keys)
 
         docs.sort(key=group_of)
-        for _, members in _groupby(docs, key=group_of):
-            members = list(members)
+        for _, grouped in _groupby(docs, key=group_of):
+            members = list(grouped)
             group: dict = {}
             for k in keys:
                 values = _get_path(members[0], k)

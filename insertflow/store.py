@@ -16,8 +16,8 @@ or in the user's config file, never in code or recipes.
 from __future__ import annotations
 
 import os
-import sqlite3
 import re
+import sqlite3
 from pathlib import Path
 from typing import Literal
 
@@ -170,7 +170,8 @@ def _maggma_stores(config: StoreConfig) -> tuple[Store, Store]:
         raise StoreError(
             f"the MongoDB store needs a URI: set {config.uri_env} (or INSERTFLOW_STORE) in the environment"
         )
-    client_kwargs = {"serverSelectionTimeoutMS": int(config.timeout_s * 1000), "connectTimeoutMS": int(config.timeout_s * 1000)}
+    timeout_ms = int(config.timeout_s * 1000)
+    client_kwargs = {"serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms}
     return (
         MongoStore.from_uri(
             uri, config.collection_name, database=config.database, key="uuid", mongoclient_kwargs=client_kwargs

@@ -28,6 +28,9 @@ def test_licoo2_voltage_and_stored_document_reads_back(tmp_path):
     assert json.dumps(reread, sort_keys=True, default=str) == json.dumps(doc, sort_keys=True, default=str)
     # CHGNet magnetic moments: Co3+ in LiCoO2 is low-spin (~0 muB).
     discharged = next(c for c in doc["calculations"] if c["label"] == "discharged")
-    co = [m for m, site in zip(discharged["magmoms"], discharged["entry"]["structure"]["sites"], strict=True)
-          if site["species"][0]["element"] == "Co"]
+    co = [
+        m
+        for m, site in zip(discharged["magmoms"], discharged["entry"]["structure"]["sites"], strict=True)
+        if site["species"][0]["element"] == "Co"
+    ]
     assert co and max(abs(m) for m in co) < 0.3

@@ -107,6 +107,10 @@ def test_console_script_runs_in_a_fresh_process(tmp_path):
     recipe = write_recipe(tmp_path)
     done = subprocess.run([exe, "run", str(recipe)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    shown = subprocess.run([sys.executable, "-m", "insertflow.cli", "show", str(recipe), "--json"],
-                           capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "insertflow.cli", "show", str(recipe), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(shown.stdout)["new_calculations"] == 3

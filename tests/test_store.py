@@ -13,7 +13,12 @@ from insertflow.sqlite_store import SQLiteStore
 from insertflow.store import StoreConfig, config_from_uri, open_store, resolve_store_config
 
 DOCS = [
-    {"uuid": f"u{i}", "index": 1 + i % 2, "output": {"x": i, "tags": ["a"] if i % 3 else ["c"]}, "metadata": {"k": str(i % 4)}}
+    {
+        "uuid": f"u{i}",
+        "index": 1 + i % 2,
+        "output": {"x": i, "tags": ["a"] if i % 3 else ["c"]},
+        "metadata": {"k": str(i % 4)},
+    }
     for i in range(40)
 ]
 QUERIES = [
@@ -66,7 +71,7 @@ def test_update_replaces_and_remove_deletes(pair):
 
 
 def test_index_added_later_covers_existing_documents(pair):
-    sqlite, memory = pair
+    sqlite, _ = pair
     sqlite.ensure_index("output.x")
     assert [d["uuid"] for d in sqlite.query({"output.x": 12})] == ["u12"]
 
@@ -135,7 +140,7 @@ def test_mongodb_path_from_environment_with_mongomock(monkeypatch):
     mongomock_ng is the maintained mongomock fork maggma uses; mongomock 4.3 cannot take
     the ``sort`` argument pymongo 4.16's ReplaceOne passes in MongoStore.update.
     """
-    import maggma.stores.mongolike as mongolike
+    from maggma.stores import mongolike
 
     monkeypatch.setattr(mongolike, "MongoClient", mongomock_ng.MongoClient)
     monkeypatch.setenv("INSERTFLOW_MONGODB_URI", f"mongodb://user:pw@server-{uuid.uuid4().hex}/insertflow")

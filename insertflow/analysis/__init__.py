@@ -1,0 +1,1 @@
+"""Pure analysis functions on entries and structures: no I/O, no calculators."""

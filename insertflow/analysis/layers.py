@@ -9,11 +9,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 #: Low-index planes checked; (111) of a rhombohedral primitive cell is the hexagonal basal plane.
-PLANES = [
-    hkl
-    for hkl in itertools.product((-1, 0, 1), repeat=3)
-    if any(hkl) and next(v for v in hkl if v) > 0
-]
+PLANES = [hkl for hkl in itertools.product((-1, 0, 1), repeat=3) if any(hkl) and next(v for v in hkl if v) > 0]
 
 
 @dataclass

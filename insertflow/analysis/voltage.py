@@ -42,7 +42,9 @@ def average_voltage(
     x2, units2 = ions_per_framework(discharged, framework, working_ion)
     x1, units1 = ions_per_framework(charged, framework, working_ion)
     if x2 <= x1:
-        raise InsertflowError(f"the discharged entry (x={x2:g}) must hold more {working_ion} than the charged (x={x1:g})")
+        raise InsertflowError(
+            f"the discharged entry (x={x2:g}) must hold more {working_ion} than the charged (x={x1:g})"
+        )
     e_ion = ion_reference.energy / ion_reference.composition.num_atoms
     charge = _ion_charge(working_ion)
     delta = discharged.energy / units2 - charged.energy / units1 - (x2 - x1) * e_ion

@@ -25,7 +25,8 @@ def get_calculator(name: str, settings: dict | None = None) -> Calculator:
     unknown = sorted(set(settings or {}) - allowed)
     if unknown:
         raise CalculatorError(
-            f"calculator '{name}' has no setting(s) {', '.join(unknown)}; its settings are: {', '.join(sorted(allowed))}"
+            f"calculator '{name}' has no setting(s) {', '.join(unknown)}; "
+            f"its settings are: {', '.join(sorted(allowed))}"
         )
     try:
         return cls(**(settings or {}))

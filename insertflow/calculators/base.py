@@ -85,4 +85,3 @@ def validate_task(task: str) -> None:
     """Only the tasks every calculator supports."""
     if task not in TASKS:
         raise CalculatorError(f"unknown task '{task}'; calculators run one of {', '.join(TASKS)}")
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from dataclasses import dataclass, field
@@ -34,14 +35,21 @@ class _CHGNetModel:
         # model version (part of the content key) and the torch thread count (1 thread is
         # ~6x faster than 2 on 2-core machines for cells this small).
         import torch
-        from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints its banner on load
-            model = CHGNet.load(model_name=self.model_version, verbose=False)
-            return CHGNetCalculator(model=model, **self.calculator_kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # chgnet prints its banner
+            return CHGNetCalculator(model=_load_model(self.model_version), **self.calculator_kwargs)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(version: str):
+    """One CHGNet model per version and process: loading costs ~50 ms, inference is stateless."""
+    from chgnet.model import CHGNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return CHGNet.load(model_name=version, verbose=False)
 
 
 @dataclass
@@ -62,6 +70,11 @@ class CHGNetStaticMaker(_CHGNetModel, ForceFieldStaticMaker):
     ionic_step_data: tuple[str, ...] | None = ("energy", "magmoms")
 
 
+def _threads_from_env() -> int | None:
+    value = os.environ.get("INSERTFLOW_TORCH_THREADS")
+    return int(value) if value else 1
+
+
 @dataclass
 class CHGNetCalculator(MSONable):
     """CHGNet (MPtrj-trained: reproduces Materials Project GGA/GGA+U energies, uncorrected).
@@ -79,7 +92,7 @@ class CHGNetCalculator(MSONable):
     steps: int = 500
     optimizer: str = "FIRE"
     relax_cell: bool = True
-    threads: int | None = field(default_factory=lambda: _threads_from_env())
+    threads: int | None = field(default_factory=_threads_from_env)
 
     def __post_init__(self) -> None:
         if self.fmax <= 0 or self.steps < 1:
@@ -160,8 +173,3 @@ def rotate_normal_to_z(structure: Structure, normal: list[float]) -> Structure:
         rotation = np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
     lattice = Lattice(structure.lattice.matrix @ rotation.T)
     return Structure(lattice, structure.species, structure.frac_coords, site_properties=structure.site_properties)
-
-
-def _threads_from_env() -> int | None:
-    value = os.environ.get("INSERTFLOW_TORCH_THREADS")
-    return int(value) if value else 1

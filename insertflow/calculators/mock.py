@@ -61,13 +61,11 @@ def mock_energy(
     symbols = [site.specie.symbol for site in structure]
     if len(set(symbols)) == 1:
         return elemental_energy(symbols[0]) * len(symbols)
-    energy = sum(
-        elemental_energy(s) - voltage if s in MOBILE_IONS else site_energy(s) for s in symbols
-    )
+    energy = sum(elemental_energy(s) - voltage if s in MOBILE_IONS else site_energy(s) for s in symbols)
     ion_indices = [i for i, s in enumerate(symbols) if s in MOBILE_IONS]
     if len(ion_indices) > 0 and interaction:
         ions = Structure.from_sites([structure[i] for i in ion_indices])
-        centres, _, _, distances = ions.get_neighbor_list(cutoff)
+        *_, distances = ions.get_neighbor_list(cutoff)
         pair = interaction * np.exp(-distances / screening_length) / distances
         energy += 0.5 * float(pair.sum())  # each pair is listed from both ends
     return float(energy)
@@ -134,9 +132,7 @@ def _open_gap_along_c(structure: Structure, width: float) -> Structure:
     widest = int(np.argmax(cyclic))
     cut = (order[widest] + cyclic[widest] / 2) % 1.0
     shifted = (heights - cut) % 1.0  # 0 just above the cut, 1 just below it
-    cart = structure.lattice.get_cartesian_coords(
-        np.column_stack([structure.frac_coords[:, :2], cut + shifted])
-    )
+    cart = structure.lattice.get_cartesian_coords(np.column_stack([structure.frac_coords[:, :2], cut + shifted]))
     matrix[2] = matrix[2] + width * normal
     return Structure(Lattice(matrix), structure.species, cart, coords_are_cartesian=True)
 

@@ -1,0 +1,1 @@
+"""jobflow Makers for studies; calculator-agnostic."""

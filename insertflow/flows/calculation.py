@@ -107,7 +107,15 @@ def _run_and_record(
     calc_job.name = f"{calculator.name} {task} {label} {formula} [{key[:10]}]"
     calc_job.update_metadata({"insertflow": {"kind": "raw_calculation", "content_key": key}})
     record_job = record_calculation(
-        calc_job.output, structure, calculator, label, task, key, guard, calc_job.name, calc_job.uuid,
+        calc_job.output,
+        structure,
+        calculator,
+        label,
+        task,
+        key,
+        guard,
+        calc_job.name,
+        calc_job.uuid,
         fixed_normal is not None,
     )
     record_job.name = f"record {label} ({formula})"
@@ -170,12 +178,12 @@ def record_calculation(
         if change.growth > guard.max_gap_growth:
             if guard.policy == "constrain" and calculator.supports_fixed_normal and not constrained:
                 progress.emit(
-                    STAGE, item, f"layers drifted apart by {change.growth:.2f} A along {change.hkl}; "
-                    "relaxing again with that spacing fixed..."
+                    STAGE,
+                    item,
+                    f"layers drifted apart by {change.growth:.2f} A along {change.hkl}; "
+                    "relaxing again with that spacing fixed...",
                 )
-                return Response(
-                    replace=_run_and_record(structure, calculator, label, task, guard, key, change.normal)
-                )
+                return Response(replace=_run_and_record(structure, calculator, label, task, guard, key, change.normal))
             status = "flagged"
             reason = (
                 f"layers drifted apart: the widest empty slab normal to {change.hkl} grew by "
@@ -202,4 +210,3 @@ def record_calculation(
         STAGE, item, f"{'new' if status == 'ok' else 'FLAGGED: ' + reason}, {entry.energy_per_atom:.4f} eV/atom"
     )
     return record
-

@@ -43,9 +43,7 @@ class EndMemberVoltageMaker(Maker):
             ).make(structures[label])
             for label in LABELS
         ]
-        analysis = voltage_study(
-            [j.output for j in calc_jobs], host.summary(), self.calculator.identity(), self.study
-        )
+        analysis = voltage_study([j.output for j in calc_jobs], host.summary(), self.calculator.identity(), self.study)
         analysis.name = f"voltage {host.formula}"
         analysis.config.on_missing_references = OnMissing.NONE
         analysis.update_metadata({"insertflow": {"kind": "study", "study": self.study}})

@@ -1,0 +1,1 @@
+"""Structure sampling: orderings and defects (later issues)."""
