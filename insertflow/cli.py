@@ -32,12 +32,13 @@ def run(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from insertflow.recipe import load_recipe
     from insertflow.runner import run_recipe
-    from insertflow.store import describe, resolve_store_config
+    from insertflow.store import describe, open_store, resolve_store_config
 
     with _one_line_errors():
         loaded = load_recipe(recipe)
-        doc = run_recipe(loaded, store_override=store, verbose=verbose)
-        typer.echo(render_summary(doc, describe(resolve_store_config(loaded.store, store, loaded.folder))))
+        config = resolve_store_config(loaded.store, store, loaded.folder)
+        doc = run_recipe(loaded, store=open_store(config), verbose=verbose)
+        typer.echo(render_summary(doc, describe(config)))
     if doc.get("average_voltage") is None or doc.get("failed"):
         raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 

@@ -94,7 +94,7 @@ def validate_host(
             "ordered host: order it first (e.g. pymatgen's OrderDisorderedStructureTransformation)"
         )
     for el in structure.composition.elements:
-        if isinstance(el, DummySpecies) or not isinstance(Element(el.symbol), Element):
+        if isinstance(el, DummySpecies):
             raise HostError(f"{where} contains the unknown element '{el}'")
     try:
         ion = Element(working_ion)
@@ -161,8 +161,6 @@ def _parse_file(path: Path) -> Structure:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 structure = Structure.from_file(path)
-    except HostError:
-        raise
     except Exception as exc:  # parsers raise ValueError, KeyError, IndexError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HostError(

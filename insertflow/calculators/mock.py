@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from jobflow import Maker, job
@@ -37,7 +37,7 @@ MOCK_MODEL_VERSION = "1"
 MOBILE_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn")
 ELEMENTAL_ENERGY = {"Li": -1.909, "Na": -1.312, "K": -1.110, "Mg": -1.600, "Ca": -1.990, "Zn": -1.260}
 FaultMode = Literal["raise", "nan", "no_converge", "drift"]
-FAULT_MODES = ("raise", "nan", "no_converge", "drift")
+FAULT_MODES = get_args(FaultMode)
 
 
 def site_energy(symbol: str) -> float:
