@@ -50,26 +50,48 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored study document as JSON")] = False,
 ) -> None:
     """Show the latest stored result of a recipe's study."""
+    with _one_line_errors():
+        doc, where = _stored_study(recipe, store)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        typer.echo(render_summary(doc, where))
+
+
+def _stored_study(recipe: str, store: str | None) -> tuple[dict, str]:
+    """The latest stored document of a recipe's study and where it was found."""
     from insertflow.db import latest_study
     from insertflow.recipe import load_recipe
     from insertflow.store import describe, open_store, resolve_store_config
 
+    loaded = load_recipe(recipe)
+    config = resolve_store_config(loaded.store, store, loaded.folder)
+    doc = latest_study(open_store(config), loaded.name)
+    if doc is None:
+        where = describe(config)
+        raise InsertflowError(f"no stored study '{loaded.name}' in {where}; run `insertflow run {recipe}` first")
+    return doc, describe(config)
+
+
+@app.command()
+def plot(
+    recipe: RecipeArg,
+    store: StoreOpt = None,
+    out: Annotated[str, typer.Option("--out", help="Folder for the PNG files")] = "plots",
+) -> None:
+    """Write PNGs of the formation-energy hull and the voltage profile vs x and vs capacity."""
+    from insertflow.plotting import write_plots
+
     with _one_line_errors():
-        loaded = load_recipe(recipe)
-        config = resolve_store_config(loaded.store, store, loaded.folder)
-        doc = latest_study(open_store(config), loaded.name)
-        if doc is None:
-            raise InsertflowError(
-                f"no stored study '{loaded.name}' in {describe(config)}; run `insertflow run {recipe}` first"
-            )
-    if as_json:
-        typer.echo(json.dumps(doc, indent=2, default=str))
-    else:
-        typer.echo(render_summary(doc, describe(config)))
+        doc, _ = _stored_study(recipe, store)
+        for path in write_plots(doc, out):
+            typer.echo(str(path))
 
 
 def render_summary(doc: dict, where: str) -> str:
-    """A short table of calculations and the voltage."""
+    """A short table of calculations and the voltage (per study kind)."""
+    if doc.get("kind") == "insertion_levels":
+        return render_levels(doc, where)
     host, calc = doc["host"], doc["calculator"]
     lines = [
         f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}]",
@@ -96,6 +118,63 @@ def render_summary(doc: dict, where: str) -> str:
     lines.append(
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, {failed} failed or flagged."
         f" Stored in {where}"
+    )
+    return "\n".join(lines)
+
+
+def render_levels(doc: dict, where: str) -> str:
+    """Tiers per x, the hull, the voltage steps and what is missing."""
+    host, calc = doc["host"], doc["calculator"]
+    screen = doc.get("screen_calculator")
+    enumeration = doc.get("enumeration", {})
+    lines = [
+        f"Study {doc['study']}: insertion levels of {host['formula']} ({host['source']}) with {calc['name']} "
+        f"[{calc['version']}]" + (f", screened with {screen['name']}" if screen else ""),
+        f"  Enumeration: {enumeration.get('cell', '?')}, active sites {', '.join(enumeration.get('active_sites', []))}",
+    ]
+    lines.extend(f"  Note: {note}" for note in enumeration.get("notes", []))
+    best: dict[str, float] = {}
+    for row in doc.get("orderings", []):
+        if row.get("e_above_hull_per_atom") is not None:
+            key = f"{row['x']:.4f}"
+            best[key] = min(best.get(key, float("inf")), row["e_above_hull_per_atom"])
+    hull = {f"{x:.4f}" for x in doc.get("hull_x", [])}
+    lines.append(
+        f"  {'x':>6} {'enumerated':>10} {'Ewald':>6} {'screened':>8} {'relaxed':>7}  {'E_hull (meV/atom)':>17}"
+    )
+    for tier in doc.get("tiers", []):
+        x = tier["x"]
+        e_hull = best.get(f"{x:.4f}")
+        mark = "on hull" if f"{x:.4f}" in hull else ("" if e_hull is None else f"{1000 * e_hull:.1f}")
+        lines.append(
+            f"  {x:6.3f} {tier['enumerated']:>10} {tier['kept_ewald']:>6} {tier['kept_screen']:>8} "
+            f"{tier['relaxed_ok']:>7}  {mark:>17}"
+        )
+    totals = [
+        sum(t[k] for t in doc.get("tiers", [])) for k in ("enumerated", "kept_ewald", "kept_screen", "relaxed_ok")
+    ]
+    lines.append(f"  {'total':>6} {totals[0]:>10} {totals[1]:>6} {totals[2]:>8} {totals[3]:>7}")
+    ion = host["working_ion"]
+    for step in doc.get("steps", []):
+        span = f"{step['x_low']:.3f}-{step['x_high']:.3f}"
+        lines.append(f"  step x {span}: {step['voltage']:.3f} V ({step['capacity_grav']:.0f} mAh/g)")
+    if doc.get("average_voltage") is not None:
+        low, high = doc["x_range"]
+        lines.append(
+            f"Average voltage over x {low:g}-{high:g}: {doc['average_voltage']:.3f} V vs {ion}/{ion}+ "
+            f"(capacity {doc['capacity_grav']:.0f} mAh/g, specific energy {doc['energy_grav']:.0f} Wh/kg)"
+        )
+    else:
+        lines.append("Voltage profile: not computed")
+    for failure in doc.get("failed", []):
+        lines.append(f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}")
+    lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
+    screening = ""
+    if screen:
+        screening = " Screening " + ("reused." if doc.get("screening_reused") else "computed.")
+    lines.append(
+        f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
+        f"{len(doc.get('failed', []))} failed or flagged.{screening} Stored in {where}"
     )
     return "\n".join(lines)
 

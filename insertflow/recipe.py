@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from insertflow.errors import RecipeError
 from insertflow.resources import shipped_dir
@@ -30,6 +30,30 @@ class LayerGuardSpec(BaseModel):
     max_gap_growth: float = Field(1.0, gt=0, description="A the widest empty slab may grow by")
 
 
+class ScreenSpec(BaseModel):
+    """Cheap single points between the Ewald ranking and the relaxations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calculator: CalculatorSpec | None = Field(None, description="Screening calculator; default: the recipe's")
+    keep: int = Field(2, ge=1, description="Orderings per x that go on to relax")
+
+
+class LevelsSpec(BaseModel):
+    """Which orderings an insertion-levels study enumerates and keeps (see insertflow.sampling.orderings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_size: int = Field(4, ge=1, description="Supercells of 1..max_size primitive cells")
+    supercell: list | None = Field(None, description="Instead: every ordering in this supercell of the host cell")
+    active_sites: list[str] | None = Field(None, description="Wyckoff labels of sublattices to vary; default all")
+    x: list[float] | None = Field(None, description="Only these x (end members always kept); default all")
+    ewald_keep: int = Field(5, ge=1, description="Lowest-Ewald orderings kept per x")
+    screen: ScreenSpec | None = Field(None, description="Single-point re-ranking tier; off when absent")
+    max_active_sites: int = Field(18, ge=1, description="Refuse cells with more active sites than this")
+    max_enumerated: int = Field(50_000, ge=1, description="Cap on enumerated structures; larger cells skipped")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -37,17 +61,24 @@ class Recipe(BaseModel):
 
     name: str = Field(description="Study name; results are stored and shown under it")
     description: str = ""
-    study: Literal["end_member_voltage"] = "end_member_voltage"
+    study: Literal["end_member_voltage", "insertion_levels"] = "end_member_voltage"
     host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
     working_ion: str = "Li"
     check_oxidation_states: bool = True
     calculator: CalculatorSpec
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec)
+    levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     store: dict | None = Field(None, description="Store configuration (see insertflow.store); no credentials")
     workdir: str | None = Field(None, description="Where job folders go; a temporary folder if unset")
 
     #: Folder the recipe was read from; relative host paths resolve against it.
     folder: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _levels_only_for_levels(self) -> Recipe:
+        if self.levels is not None and self.study != "insertion_levels":
+            raise ValueError("the 'levels' section belongs to study: insertion_levels")
+        return self
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -100,6 +131,8 @@ def _model_at(loc: tuple) -> type[BaseModel]:
     model: type[BaseModel] = Recipe
     for part in loc:
         annotation = model.model_fields[str(part)].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        for candidate in (annotation, *get_args(annotation)):  # X or X | None
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
     return model

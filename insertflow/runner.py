@@ -16,9 +16,11 @@ from insertflow.db import latest_study
 from insertflow.errors import InsertflowError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.end_members import EndMemberVoltageMaker
+from insertflow.flows.levels import InsertionLevelsMaker
 from insertflow.hosts import Host, load_host
 from insertflow.progress import ProgressReporter, reporting
-from insertflow.recipe import Recipe
+from insertflow.recipe import LevelsSpec, Recipe
+from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.store import open_store, resolve_store_config
 
 
@@ -32,9 +34,34 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     )
     calculator = get_calculator(recipe.calculator.name, recipe.calculator.settings)
     guard = LayerGuard(policy=recipe.layer_guard.policy, max_gap_growth=recipe.layer_guard.max_gap_growth)
+    if recipe.study == "insertion_levels":
+        return host, *_levels_flow(recipe, host, calculator, guard)
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
+
+
+def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
+    levels = recipe.levels or LevelsSpec()
+    settings = OrderingSettings(**levels.model_dump(exclude={"screen"}))
+    screen_calculator, keep = None, 0
+    if levels.screen is not None:
+        spec = levels.screen.calculator or recipe.calculator
+        screen_calculator, keep = get_calculator(spec.name, spec.settings), levels.screen.keep
+    maker = InsertionLevelsMaker(
+        calculator=calculator,
+        screen_calculator=screen_calculator,
+        screen_keep=keep or 2,
+        orderings=settings,
+        guard=guard,
+        study=recipe.name,
+    )
+    orderings, summary = select_orderings(host, settings)
+    flow = maker.make_from_orderings(host, orderings, summary)
+    plan = {"calculations": maker.planned_relaxations(orderings) + 1, "analysis": 1}
+    if screen_calculator is not None:
+        plan["screening"] = 1
+    return flow, plan
 
 
 def run_recipe(
@@ -45,9 +72,11 @@ def run_recipe(
     verbose: bool = False,
 ) -> dict:
     """Run ``recipe`` on this machine; return the study document as stored."""
-    _, flow, plan = build_study(recipe)
     store = store or open_store(resolve_store_config(recipe.store, store_override, recipe.folder))
-    with _workdir(recipe.workdir) as root, reporting(ProgressReporter(plan, stream)), _quiet_libraries():
+    reporter = ProgressReporter({}, stream)
+    with _workdir(recipe.workdir) as root, reporting(reporter), _quiet_libraries():
+        _, flow, plan = build_study(recipe)
+        reporter.plan.update(plan)
         run_locally(flow, store=store, root_dir=root, create_folders=True, log=verbose)
     doc = latest_study(store, recipe.name)
     if doc is None:
@@ -72,4 +101,6 @@ def _quiet_libraries() -> Iterator[None]:
     with warnings.catch_warnings():
         for category in (DeprecationWarning, FutureWarning, UserWarning):
             warnings.simplefilter("ignore", category)
+        # ASE's FrechetCellFilter calls scipy's logm on near-identity cells at every step
+        warnings.filterwarnings("ignore", message="logm result may be inaccurate", category=RuntimeWarning)
         yield

@@ -81,3 +81,85 @@ class VoltageStudyDoc(BaseModel):
     new_calculations: int = 0
     reused_calculations: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class OrderingResult(BaseModel):
+    """One working-ion/vacancy ordering through the tiers: Ewald, screening, relaxation, hull."""
+
+    label: str = Field(description="'x=0.500 #1': x and Ewald rank at that x")
+    x: float = Field(description="Working ions per framework formula unit")
+    cells: int = Field(description="Supercell size in enumeration cells")
+    formula: str
+    n_atoms: int
+    ewald_per_fu: float = Field(description="Ewald energy, eV per framework unit")
+    ewald_rank: int = Field(description="1 = lowest Ewald energy at this x")
+    screen_energy_per_fu: float | None = Field(None, description="Single-point screening energy, eV per framework unit")
+    screen_rank: int | None = Field(None, description="1 = lowest screening energy at this x")
+    relaxed: bool = Field(False, description="Passed the screening and was relaxed (or tried)")
+    status: Status | None = Field(None, description="Status of its relaxation record, if relaxed")
+    reason: str | None = None
+    content_key: str | None = None
+    reused: bool = False
+    energy_per_fu: float | None = Field(None, description="Relaxed energy, eV per framework unit")
+    energy_per_atom: float | None = Field(None, description="Relaxed energy, eV/atom")
+    formation_energy: float | None = Field(None, description="eV per framework unit vs the hull end members")
+    formation_energy_per_atom: float | None = Field(None, description="eV/atom vs the hull end members")
+    e_above_hull: float | None = Field(None, description="eV per framework unit")
+    e_above_hull_per_atom: float | None = Field(None, description="eV/atom")
+    on_hull: bool = False
+    spacegroup_initial: str | None = None
+    spacegroup_final: str | None = Field(None, description="Space group of the relaxed structure (symprec 0.1 A)")
+    layer_gap_growth: float | None = Field(None, description="Growth of the widest interlayer slab on relaxing (A)")
+
+
+class TierCounts(BaseModel):
+    """How many orderings each tier kept at one x."""
+
+    x: float
+    enumerated: int
+    kept_ewald: int
+    kept_screen: int
+    relaxed_ok: int = Field(description="Relaxations that finished and entered the hull")
+
+
+class StepDoc(BaseModel):
+    """A voltage plateau between adjacent hull compositions."""
+
+    x_low: float
+    x_high: float
+    voltage: float = Field(description="V vs the working-ion metal")
+    capacity_grav: float = Field(description="mAh/g of the discharged host")
+    label_low: str
+    label_high: str
+
+
+class InsertionLevelsDoc(BaseModel):
+    """Orderings at every x, the formation-energy hull and the 0 K voltage profile.
+
+    ``electrode`` is emmet-core's ``InsertionElectrodeDoc`` built from every usable
+    relaxed ordering (unstable ones carry their energy above hull), so MP users read
+    ``average_voltage``, ``capacity_grav``, ``adj_pairs`` as usual.
+    """
+
+    study: str
+    kind: Literal["insertion_levels"] = "insertion_levels"
+    host: dict
+    calculator: dict = Field(description="Identity of the relaxation calculator")
+    screen_calculator: dict | None = Field(None, description="Identity of the single-point screening calculator")
+    enumeration: dict = Field(default_factory=dict, description="Cell, active sites, sizes, notes, seconds")
+    tiers: list[TierCounts] = Field(default_factory=list)
+    orderings: list[OrderingResult] = Field(default_factory=list)
+    hull_x: list[float] = Field(default_factory=list, description="x of the hull compositions")
+    steps: list[StepDoc] = Field(default_factory=list)
+    average_voltage: float | None = Field(None, description="V, capacity-weighted over the hull's x range")
+    x_range: list[float] | None = None
+    capacity_grav: float | None = Field(None, description="mAh/g over the hull's x range")
+    energy_grav: float | None = Field(None, description="Wh/kg over the hull's x range")
+    electrode: InsertionElectrodeDoc | None = None
+    calculations: list[CalculationRecord] = Field(default_factory=list, description="Relaxation records, ion last")
+    failed: list[FailedCalculation] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list, description="Compositions or references the profile lacks")
+    new_calculations: int = 0
+    reused_calculations: int = 0
+    screening_reused: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

@@ -46,7 +46,7 @@ def average_voltage(
             f"the discharged entry (x={x2:g}) must hold more {working_ion} than the charged (x={x1:g})"
         )
     e_ion = ion_reference.energy / ion_reference.composition.num_atoms
-    charge = _ion_charge(working_ion)
+    charge = ion_charge(working_ion)
     delta = discharged.energy / units2 - charged.energy / units1 - (x2 - x1) * e_ion
     return -delta / ((x2 - x1) * charge)
 
@@ -64,5 +64,6 @@ def electrode_document(
         return InsertionElectrodeDoc.from_entries(entries, ion_reference)
 
 
-def _ion_charge(working_ion: str) -> int:
+def ion_charge(working_ion: str) -> int:
+    """Charge (e) each working ion carries: 1 for alkali metals, 2 for Mg/Ca/Zn, 3 for Al."""
     return {"Mg": 2, "Ca": 2, "Zn": 2, "Al": 3}.get(working_ion, 1)

@@ -53,6 +53,18 @@ class Calculator(Protocol):
         """Turn the job's output into an entry (with corrections); raise ``CalculatorError`` if unusable."""
 
 
+@runtime_checkable
+class SinglePointScreener(Protocol):
+    """A calculator that can also give many cheap single-point energies in this process.
+
+    Used to re-rank candidate structures before the expensive relaxations (an ML
+    potential, or the mock); file-based codes (VASP) do not implement it.
+    """
+
+    def single_point_energies(self, structures: list[Structure]) -> list[float]:
+        """Total energies (eV) of unrelaxed ``structures``; NaN where the model fails."""
+
+
 def field_of(doc: Any, *path: str) -> Any:
     """``doc.a.b`` or ``doc["a"]["b"]``, for outputs that arrive as objects or dicts."""
     value = doc

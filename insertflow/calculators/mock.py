@@ -181,6 +181,19 @@ class MockCalculator(MSONable):
         )
         return maker.make(structure)
 
+    def single_point_energies(self, structures: list[Structure]) -> list[float]:
+        """Mock energies of unrelaxed structures (``raise``/``nan`` faults give NaN)."""
+        energies = []
+        for structure in structures:
+            fault = self.faults.get(structure.composition.reduced_formula, self.faults.get("*"))
+            broken = fault in ("raise", "nan")
+            energies.append(
+                float("nan")
+                if broken
+                else mock_energy(structure, self.voltage, self.interaction, self.screening_length)
+            )
+        return energies
+
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry from a ``MockTaskDoc`` (object or dict)."""
         structure = as_structure(field_of(output, "structure"))

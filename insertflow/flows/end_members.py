@@ -83,8 +83,8 @@ def voltage_study(records: list, host: dict, calculator: dict, study: str) -> Vo
         entries = {label: usable[label].computed_entry() for label in LABELS}
         doc.average_voltage = average_voltage(entries["discharged"], entries["charged"], entries["working_ion"], ion)
         for label in ("discharged", "charged"):
-            entries[label].data["material_id"] = _material_id(usable[label].content_key)
-        entries["working_ion"].data["material_id"] = _material_id(usable["working_ion"].content_key)
+            entries[label].data["material_id"] = material_id(usable[label].content_key)
+        entries["working_ion"].data["material_id"] = material_id(usable["working_ion"].content_key)
         electrode = electrode_document([entries["discharged"], entries["charged"]], entries["working_ion"])
         if electrode is not None:
             doc.electrode = electrode
@@ -95,6 +95,6 @@ def voltage_study(records: list, host: dict, calculator: dict, study: str) -> Vo
     return doc
 
 
-def _material_id(key: str) -> str:
+def material_id(key: str) -> str:
     """An emmet-compatible id ('if-<number>') derived from the content key."""
     return f"if-{int(key[:12], 16)}"

@@ -1,0 +1,110 @@
+"""Figures from stored study documents (plain dicts, as ``insertflow.db`` returns them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, not windows: the CLI runs on clusters and in CI
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from insertflow.analysis.profile import FARADAY_MAH_PER_MOL
+from insertflow.analysis.voltage import ion_charge
+from insertflow.errors import InsertflowError
+
+
+def _require_levels(doc: dict) -> None:
+    if doc.get("kind") != "insertion_levels":
+        raise InsertflowError(
+            f"study '{doc.get('study')}' is a {doc.get('kind', 'different')} study; hull and profile plots need "
+            "study: insertion_levels"
+        )
+    if not doc.get("steps"):
+        raise InsertflowError(f"study '{doc['study']}' has no voltage profile to plot: " + "; ".join(doc["missing"]))
+
+
+def hull_figure(doc: dict) -> Figure:
+    """Formation energy (meV/atom) of every relaxed ordering vs x, hull vertices joined."""
+    _require_levels(doc)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    rows = [r for r in doc["orderings"] if r.get("formation_energy") is not None]
+    off = [r for r in rows if not r["on_hull"]]
+    on = sorted((r for r in rows if r["on_hull"]), key=lambda r: r["x"])
+    ax.scatter(
+        [r["x"] for r in off], [_mev_per_atom(r) for r in off], s=22, color="0.6", label="orderings off the hull"
+    )
+    ax.plot([r["x"] for r in on], [_mev_per_atom(r) for r in on], "o-", color="C3", label="hull")
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host (per formula unit)")
+    ax.set_ylabel("formation energy (meV/atom)")
+    ax.set_title(f"{doc['host']['formula']}: {doc['calculator']['name']}")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _mev_per_atom(row: dict) -> float:
+    return 1000 * row["formation_energy_per_atom"]
+
+
+def profile_xy(doc: dict, against: str = "x") -> tuple[list[float], list[float]]:
+    """Staircase coordinates of the voltage profile vs ``x`` or ``capacity`` (mAh/g)."""
+    _require_levels(doc)
+    steps = sorted(doc["steps"], key=lambda s: s["x_low"])
+    xs: list[float] = []
+    vs: list[float] = []
+    for step in steps:
+        xs += [step["x_low"], step["x_high"]]
+        vs += [step["voltage"], step["voltage"]]
+    if against == "x":
+        return xs, vs
+    if against != "capacity":
+        raise InsertflowError(f"plot against 'x' or 'capacity', not '{against}'")
+    x_max = doc["x_range"][1]
+    mass = _discharged_mass(doc)
+    charge = ion_charge(doc["host"]["working_ion"])
+    return [(x_max - x) * charge * FARADAY_MAH_PER_MOL / mass for x in xs], vs
+
+
+def _discharged_mass(doc: dict) -> float:
+    # capacity of the first step fixes the normalising mass: C = dx * z * F / M
+    step = doc["steps"][0]
+    charge = ion_charge(doc["host"]["working_ion"])
+    return (step["x_high"] - step["x_low"]) * charge * FARADAY_MAH_PER_MOL / step["capacity_grav"]
+
+
+def profile_figure(doc: dict, against: str = "x") -> Figure:
+    """The 0 K voltage staircase with its average, vs x or vs capacity."""
+    xs, vs = profile_xy(doc, against)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(xs, vs, color="C0", lw=2, label="0 K profile (hull steps)")
+    ax.axhline(doc["average_voltage"], color="C1", ls="--", lw=1, label=f"average {doc['average_voltage']:.2f} V")
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host" if against == "x" else "charge capacity from the discharged host (mAh/g)")
+    ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
+    ax.set_title(f"{doc['host']['formula']}: {doc['calculator']['name']}")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(doc: dict, folder: str | Path) -> list[Path]:
+    """Write the hull and the profile vs x and vs capacity as PNGs; return their paths."""
+    figures = {  # all built before anything is written: a refused study leaves no folder behind
+        "hull": hull_figure(doc),
+        "voltage_vs_x": profile_figure(doc, "x"),
+        "voltage_vs_capacity": profile_figure(doc, "capacity"),
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        path = folder / f"{doc['study']}_{name}.png"
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        paths.append(path)
+    return paths

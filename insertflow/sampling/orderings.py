@@ -1,0 +1,323 @@
+"""Symmetry-distinct working-ion/vacancy orderings at every x, ranked by Ewald energy.
+
+icet's ``enumerate_structures`` does the enumeration (derivative superstructures of the
+primitive cell up to ``max_size`` cells, or every ordering in one fixed supercell; a
+vacancy is the species ``X``). pymatgen's ``EwaldSummation`` ranks the orderings of each
+composition, with the charge of the removed ions taken up evenly by the redox elements.
+
+``x`` is the number of working ions per framework formula unit (LiCoO2: Li_x CoO2, x in
+[0, 1]; Li2MnO3 with only the Li layer active: x in [0.5, 2] per MnO3).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from monty.json import MSONable
+from pymatgen.analysis.ewald import EwaldSummation
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from insertflow import progress
+from insertflow.analysis.voltage import framework_of
+from insertflow.errors import RecipeError
+from insertflow.hosts import Host
+from insertflow.sampling.sublattices import active_site_indices
+
+STAGE = "enumeration"
+VACANCY = "X"
+#: Requested x values match reachable ones to this tolerance (ions per framework unit).
+X_TOLERANCE = 2e-3
+
+
+@dataclass
+class OrderingSettings(MSONable):
+    """How orderings are enumerated and how many survive the Ewald ranking."""
+
+    max_size: int = 4  # supercells of 1..max_size primitive cells
+    supercell: list[list[int]] | None = None  # instead: every ordering in this one supercell of the host cell
+    active_sites: list[str] | None = None  # Wyckoff labels of the sublattices to vary; None = all
+    x: list[float] | None = None  # only these x (end members are always kept); None = all reachable
+    ewald_keep: int = 5  # lowest-Ewald orderings kept per x
+    max_active_sites: int = 18  # refuse cells whose 2^n labelings would take icet minutes
+    max_enumerated: int = 50_000  # stop enumerating larger cells beyond this many structures
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise RecipeError(f"levels.max_size must be at least 1 (got {self.max_size})")
+        if self.ewald_keep < 1:
+            raise RecipeError(f"levels.ewald_keep must be at least 1 (got {self.ewald_keep})")
+        if self.supercell is not None:
+            matrix = np.array(self.supercell)
+            if matrix.shape == (3,):
+                matrix = np.diag(matrix)
+            if matrix.shape != (3, 3) or not np.allclose(matrix, np.round(matrix)):
+                raise RecipeError(f"levels.supercell must be 3 integers or a 3x3 integer matrix (got {self.supercell})")
+            if round(abs(np.linalg.det(matrix))) < 1:
+                raise RecipeError(f"levels.supercell {self.supercell} is singular")
+            self.supercell = np.round(matrix).astype(int).tolist()
+
+
+@dataclass
+class Ordering(MSONable):
+    """One working-ion/vacancy ordering (vacancies removed from ``structure``)."""
+
+    structure: Structure
+    x: float
+    cells: int  # size of its supercell, in enumeration cells
+    ewald_per_fu: float  # eV per framework formula unit
+    ewald_rank: int  # 1 = lowest Ewald energy at this x
+    formula_units: int = 1  # framework formula units in ``structure``
+    label: str = ""
+
+
+@dataclass
+class EnumerationSummary(MSONable):
+    """What the enumeration saw and kept, per x (keys are ``f"{x:.4f}"``)."""
+
+    cell: str
+    active_sites: list[str]
+    active_per_cell: int
+    sizes: list[int]
+    enumerated: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    duplicates_removed: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_enumerated(self) -> int:
+        """Structures icet enumerated over all x."""
+        return sum(self.enumerated.values())
+
+    @property
+    def total_kept(self) -> int:
+        """Structures kept after Ewald ranking and dedupe."""
+        return sum(self.kept.values())
+
+
+def x_key(x: float) -> str:
+    """Stable text key of an x value."""
+    return f"{x:.4f}"
+
+
+def ions_per_formula_unit(structure: Structure, framework_formula: str, working_ion: str) -> float:
+    """X of ``structure`` = working ions per framework formula unit."""
+    framework = framework_of(structure.composition, working_ion)
+    reduced, units = framework.get_reduced_composition_and_factor()
+    if reduced.reduced_formula != framework_formula:
+        raise RecipeError(f"{structure.composition.reduced_formula} does not have the framework {framework_formula}")
+    return structure.composition.element_composition[working_ion] / units
+
+
+def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Ordering], EnumerationSummary]:
+    """Enumerate, rank by Ewald energy and keep the lowest ``ewald_keep`` distinct orderings per x."""
+    start = time.perf_counter()
+    base, sizes, cell_text = _enumeration_cell(host, settings)
+    active = active_site_indices(base, host.working_ion, settings.active_sites, where=f"host '{host.name}'")
+    summary = EnumerationSummary(
+        cell=cell_text,
+        active_sites=settings.active_sites or ["all"],
+        active_per_cell=len(active),
+        sizes=[],
+    )
+    framework = framework_of(host.structure.composition, host.working_ion).reduced_formula
+    charges = _ewald_charges(host)
+    by_x: dict[str, list[tuple[float, int, Structure]]] = defaultdict(list)  # (Ewald/fu, cells, structure)
+    xs: dict[str, float] = {}
+    for cells, structure in _enumerate(base, active, sizes, settings, summary, host.working_ion):
+        x = ions_per_formula_unit(structure, framework, host.working_ion)
+        key = x_key(x)
+        xs[key] = x
+        by_x[key].append((_ewald_per_fu(structure, charges, host, framework), cells, structure))
+    summary.enumerated = {key: len(by_x[key]) for key in sorted(by_x, key=float)}
+
+    wanted = _wanted_keys(settings.x, xs)
+    orderings: list[Ordering] = []
+    for key in sorted(wanted, key=float):
+        ranked = sorted(by_x[key], key=lambda item: (item[0], item[1]))
+        kept, duplicates = _distinct_lowest(ranked, settings.ewald_keep)
+        summary.duplicates_removed += duplicates
+        summary.kept[key] = len(kept)
+        for rank, (energy, cells, structure) in enumerate(kept, start=1):
+            orderings.append(
+                Ordering(
+                    structure=structure,
+                    x=xs[key],
+                    cells=cells,
+                    ewald_per_fu=energy,
+                    ewald_rank=rank,
+                    formula_units=_formula_units(structure, host.working_ion),
+                    label=f"x={xs[key]:.3f} #{rank}",
+                )
+            )
+    summary.seconds = round(time.perf_counter() - start, 3)
+    progress.emit(
+        STAGE,
+        f"{host.formula}",
+        f"{summary.total_enumerated} orderings at {len(summary.enumerated)} x values in {summary.seconds:.1f} s; "
+        f"kept {summary.total_kept} after Ewald ranking ({settings.ewald_keep} per x)",
+    )
+    return orderings, summary
+
+
+def orderings_at(orderings: list[Ordering], x: float) -> list[Ordering]:
+    """The orderings with ``x`` ions per formula unit, lowest Ewald energy first."""
+    return sorted((o for o in orderings if abs(o.x - x) < X_TOLERANCE), key=lambda o: o.ewald_rank)
+
+
+def _enumeration_cell(host: Host, settings: OrderingSettings) -> tuple[Structure, list[int], str]:
+    if settings.supercell is not None:
+        base = host.structure.copy()
+        base.make_supercell(settings.supercell)
+        return base, [1], f"fixed supercell {settings.supercell} of the host cell ({len(base)} atoms)"
+    primitive = host.structure.get_primitive_structure()
+    sizes = list(range(1, settings.max_size + 1))
+    return primitive, sizes, f"supercells of 1-{settings.max_size} primitive cells ({len(primitive)} atoms each)"
+
+
+def _enumerate(
+    base: Structure,
+    active: list[int],
+    sizes: list[int],
+    settings: OrderingSettings,
+    summary: EnumerationSummary,
+    working_ion: str,
+):
+    """Yield (cells, structure without vacancies) size by size, within the safety limits."""
+    from icet.tools import enumerate_structures
+
+    atoms = AseAtomsAdaptor.get_atoms(base)
+    symbols = [[working_ion, VACANCY] if i in set(active) else [site.specie.symbol] for i, site in enumerate(base)]
+    total = 0
+    for size in sizes:
+        n_active = len(active) * size
+        if n_active > settings.max_active_sites:
+            message = (
+                f"cells of {size} and more would have {n_active} active {working_ion} sites (2^{n_active} "
+                f"labelings, beyond levels.max_active_sites={settings.max_active_sites})"
+            )
+            if size == sizes[0]:
+                raise RecipeError(
+                    f"the enumeration cell has {n_active} active {working_ion} sites: icet would sift 2^{n_active} "
+                    "orderings and would not finish; use a smaller levels.supercell or levels.max_size, or restrict "
+                    "levels.active_sites"
+                )
+            summary.notes.append(f"skipped: {message}")
+            progress.emit(STAGE, f"size {size}", f"skipped: {message}")
+            break
+        batch = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for generated in enumerate_structures(atoms, [size], symbols):
+                batch.append(generated)
+                if total + len(batch) > settings.max_enumerated:
+                    break
+        if total + len(batch) > settings.max_enumerated:
+            message = (
+                f"cells of {size} primitive cells exceed levels.max_enumerated={settings.max_enumerated} "
+                f"structures together with the smaller ones"
+            )
+            if size == sizes[0]:
+                raise RecipeError(
+                    f"one enumeration cell alone has more than {settings.max_enumerated} orderings; use a smaller "
+                    "levels.supercell, restrict levels.active_sites, or raise levels.max_enumerated"
+                )
+            summary.notes.append(f"capped: {message}; kept sizes 1-{size - 1}")
+            progress.emit(STAGE, f"size {size}", f"capped: {message}")
+            break
+        total += len(batch)
+        summary.sizes.append(size)
+        progress.emit(STAGE, f"size {size}", f"{len(batch)} distinct orderings")
+        for generated in batch:
+            structure = AseAtomsAdaptor.get_structure(generated)
+            if VACANCY in {sp.symbol for sp in structure.composition.elements}:
+                structure.remove_species([VACANCY])
+            yield size, structure
+
+
+def _ewald_charges(host: Host) -> dict[str, float]:
+    states = dict(host.oxidation_states)
+    if not states:
+        guesses = host.structure.composition.oxi_state_guesses(max_sites=-50)
+        if not guesses:
+            raise RecipeError(
+                f"Ewald ranking needs oxidation states and {host.formula} has no charge-balanced guess; "
+                "check the host composition"
+            )
+        states = {el: float(v) for el, v in guesses[0].items()}
+    if not host.redox_elements:
+        raise RecipeError(
+            f"{host.formula} has no transition metal to take up the charge of removed {host.working_ion}; "
+            "Ewald ranking cannot compensate it"
+        )
+    return states
+
+
+def _formula_units(structure: Structure, working_ion: str) -> int:
+    return round(framework_of(structure.composition, working_ion).get_reduced_composition_and_factor()[1])
+
+
+def _ewald_per_fu(structure: Structure, charges: dict[str, float], host: Host, framework: str) -> float:
+    """Ewald energy per framework unit; removed ions' charge spread evenly over the redox sites."""
+    framework_units = _formula_units(structure, host.working_ion)
+    host_units = _formula_units(host.structure, host.working_ion)
+    ions_full = host.structure.composition.element_composition[host.working_ion] / host_units * framework_units
+    removed = ions_full - structure.composition.element_composition[host.working_ion]
+    redox_sites = sum(structure.composition.element_composition[el] for el in host.redox_elements)
+    shift = removed * charges[host.working_ion] / redox_sites
+    oxidation = {el: value + (shift if el in host.redox_elements else 0.0) for el, value in charges.items()}
+    charged = structure.copy()
+    charged.add_oxidation_state_by_element(oxidation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fractional charges make pymatgen warn about non-integer species
+        return EwaldSummation(charged).total_energy / framework_units
+
+
+def _distinct_lowest(ranked: list[tuple[float, int, Structure]], keep: int) -> tuple[list, int]:
+    """The ``keep`` lowest entries that are not the same structure; and how many duplicates were dropped."""
+    # Tight tolerances: with loose defaults one misplaced ion among many framework atoms
+    # falls under the RMS threshold and distinct orderings would be merged.
+    matcher = tight_matcher()
+    kept: list[tuple[float, int, Structure]] = []
+    duplicates = 0
+    for item in ranked:
+        if len(kept) == keep:
+            break
+        same_energy = [k for k in kept if abs(k[0] - item[0]) < 1e-4]
+        if any(matcher.fit(k[2], item[2]) for k in same_energy):
+            duplicates += 1
+            continue
+        kept.append(item)
+    return kept, duplicates
+
+
+def tight_matcher() -> StructureMatcher:
+    """A StructureMatcher for unrelaxed orderings on one parent lattice (same cell metric)."""
+    return StructureMatcher(
+        ltol=0.02, stol=0.05, angle_tol=0.5, primitive_cell=True, scale=False, attempt_supercell=True
+    )
+
+
+def _wanted_keys(requested: list[float] | None, reachable: dict[str, float]) -> list[str]:
+    if not reachable:
+        raise RecipeError("the enumeration produced no structure")
+    ends = {min(reachable, key=lambda k: reachable[k]), max(reachable, key=lambda k: reachable[k])}
+    if requested is None:
+        return list(reachable)
+    wanted = set(ends)
+    for x in requested:
+        match = [key for key, value in reachable.items() if abs(value - x) < X_TOLERANCE]
+        if not match:
+            options = ", ".join(f"{reachable[k]:.4g}" for k in sorted(reachable, key=float))
+            raise RecipeError(
+                f"levels.x: x={x} is not reachable with these cells; reachable x: {options}. "
+                "Raise levels.max_size or pick a reachable x"
+            )
+        wanted.add(match[0])
+    return list(wanted)
