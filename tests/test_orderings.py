@@ -202,3 +202,28 @@ def test_x_is_ions_per_framework_unit_in_every_supercell(licoo2_host):
         assert o.x == pytest.approx(comp["Li"] / comp["Co"])
         assert o.formula_units == comp["Co"]
         assert np.isfinite(o.ewald_per_fu)
+
+
+def test_host_without_redox_element_ranks_by_ion_repulsion():
+    # LiC6-like graphite intercalation: no oxidation states, no transition metal.
+    from pymatgen.core import Lattice, Structure
+
+    a, c = 4.32, 3.70
+    graphite = Structure(
+        Lattice.hexagonal(a, c),
+        ["Li"] + ["C"] * 6,
+        [[0, 0, 0.5], [1 / 3, 0, 0], [2 / 3, 0, 0], [0, 1 / 3, 0], [0, 2 / 3, 0], [1 / 3, 1 / 3, 0], [2 / 3, 2 / 3, 0]],
+    )
+    host = load_host(graphite, check_oxidation_states=False)
+    orderings, summary = select_orderings(host, OrderingSettings(max_size=4, ewald_keep=3))
+    assert summary.total_enumerated > 0
+    assert max(o.x for o in orderings) == pytest.approx(1.0)  # x counts Li per host formula unit: Li_x C6
+    half = orderings_at(orderings, 0.5)
+    assert [o.ewald_rank for o in half] == [1, 2, 3]
+
+    # the lowest Li0.5C6 ordering keeps the Li ions furthest apart
+    def nearest_li(structure):
+        li = [i for i, s in enumerate(structure) if s.specie.symbol == "Li"]
+        return min(structure.get_distance(i, j) for i in li for j in li if i != j) if len(li) > 1 else 99.0
+
+    assert nearest_li(half[0].structure) >= max(nearest_li(o.structure) for o in half)

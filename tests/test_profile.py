@@ -116,3 +116,23 @@ def test_profile_needs_two_compositions_and_one_framework():
         voltage_profile([("a", lix_coo2(1, 1, -25.0)), ("b", ComputedEntry("LiNiO2", -20.0))], LI, "Li")
     with pytest.raises(InsertflowError, match="no entries"):
         voltage_profile([], LI, "Li")
+
+
+def test_x_counts_against_the_host_formula_unit_and_voltages_do_not_care():
+    from insertflow.analysis.voltage import framework_unit
+
+    assert framework_unit("LiMn2O4", "Li") == Composition("Mn2O4")
+    assert framework_unit("Li2MnO3", "Li") == Composition("MnO3")
+    entries = [
+        ("x0", ComputedEntry("Mn4O8", -100.0)),
+        ("half", ComputedEntry("LiMn4O8", -104.5)),
+        ("x1", ComputedEntry("Li2Mn4O8", -108.2)),
+    ]
+    spinel = voltage_profile(entries, LI, "Li", framework=framework_unit("LiMn2O4", "Li"))
+    reduced = voltage_profile(entries, LI, "Li")  # per MnO2: x in [0, 0.5]
+    assert [p.x for p in spinel.hull] == [0.0, 0.5, 1.0]
+    assert [p.x for p in reduced.hull] == [0.0, 0.25, 0.5]
+    assert [s.voltage for s in spinel.steps] == pytest.approx([s.voltage for s in reduced.steps])
+    assert spinel.capacity_grav == pytest.approx(reduced.capacity_grav)
+    # -(E(Li2Mn4O8) - E(Mn4O8) - 2 E_Li) / 2 = -(-8.2 + 4) / 2 = 2.1 V
+    assert spinel.average_voltage == pytest.approx(2.1)

@@ -22,7 +22,7 @@ from itertools import pairwise
 from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from insertflow.analysis.voltage import framework_of, ion_charge
+from insertflow.analysis.voltage import framework_of, ion_charge, units_of
 from insertflow.errors import InsertflowError
 
 #: Faraday constant in mAh/mol.
@@ -104,12 +104,7 @@ class VoltageProfile:
 def per_formula_unit(entry: ComputedEntry, framework: Composition, working_ion: str) -> tuple[float, float, float]:
     """(x, energy per framework unit in eV, atoms per framework unit) of ``entry``."""
     comp = entry.composition.element_composition
-    own = framework_of(comp, working_ion)
-    reduced, units = own.get_reduced_composition_and_factor()
-    if reduced.reduced_formula != framework.reduced_formula:
-        raise InsertflowError(
-            f"{entry.composition.reduced_formula} does not share the framework {framework.reduced_formula}"
-        )
+    units = units_of(comp, framework, working_ion)
     x = comp[working_ion] / units if working_ion in comp else 0.0
     return x, entry.energy / units, comp.num_atoms / units
 
@@ -150,16 +145,22 @@ def hull_energy_at(hull: list[tuple[float, float]], x: float) -> float:
 
 
 def voltage_profile(
-    labelled_entries: list[tuple[str, ComputedEntry]], ion_reference: ComputedEntry, working_ion: str
+    labelled_entries: list[tuple[str, ComputedEntry]],
+    ion_reference: ComputedEntry,
+    working_ion: str,
+    framework: Composition | None = None,
 ) -> VoltageProfile:
     """Hull, energies above hull and voltage steps from entries of one framework.
 
     ``labelled_entries``: (label, entry) pairs of Li_x H at any x and in any supercell;
-    ``ion_reference``: the elemental working ion from the same calculator and settings.
+    ``ion_reference``: the elemental working ion from the same calculator and settings;
+    ``framework``: the formula unit H that x counts against (see ``framework_unit``;
+    default: the reduced framework of the first entry).
     """
     if not labelled_entries:
         raise InsertflowError("no entries to build a voltage profile from")
-    framework = framework_of(labelled_entries[0][1].composition, working_ion).reduced_composition
+    if framework is None:
+        framework = framework_of(labelled_entries[0][1].composition, working_ion).reduced_composition
     points = []
     for label, entry in labelled_entries:
         x, energy, atoms = per_formula_unit(entry, framework, working_ion)

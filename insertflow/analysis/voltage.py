@@ -16,6 +16,22 @@ def framework_of(composition: Composition, working_ion: str) -> Composition:
     return Composition({el: n for el, n in composition.element_composition.items() if el.symbol != working_ion})
 
 
+def framework_unit(host_formula: str, working_ion: str) -> Composition:
+    """The framework formula unit of a host: its reduced formula without the working ion.
+
+    LiCoO2 -> CoO2, LiMn2O4 -> Mn2O4 (x in [0, 1], not [0, 0.5]), LiC6 -> C6, Li2MnO3 -> MnO3.
+    """
+    return framework_of(Composition(Composition(host_formula).reduced_formula), working_ion)
+
+
+def units_of(composition: Composition, unit: Composition, working_ion: str) -> float:
+    """How many framework units ``unit`` the composition holds (its ions aside)."""
+    own = framework_of(composition, working_ion)
+    if own.reduced_formula != unit.reduced_formula:
+        raise InsertflowError(f"{composition.reduced_formula} does not share the framework {unit.reduced_formula}")
+    return own.num_atoms / unit.num_atoms
+
+
 def ions_per_framework(entry: ComputedEntry, framework: Composition, working_ion: str) -> tuple[float, float]:
     """(x, number of framework units) for ``entry`` = Li_x(framework) * units."""
     comp = entry.composition.element_composition

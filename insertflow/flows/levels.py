@@ -22,7 +22,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from insertflow import progress
 from insertflow.analysis.profile import voltage_profile
-from insertflow.analysis.voltage import electrode_document
+from insertflow.analysis.voltage import electrode_document, framework_unit
 from insertflow.calculators.base import Calculator, SinglePointScreener
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
@@ -323,7 +323,8 @@ def insertion_profile(
 def _fill_profile(doc, rows, usable, ion_record, ion, missing) -> None:
     labelled = [(label, record.computed_entry()) for label, record in usable.items()]
     try:
-        profile = voltage_profile(labelled, ion_record.computed_entry(), ion)
+        framework = framework_unit(doc.host["formula"], ion)
+        profile = voltage_profile(labelled, ion_record.computed_entry(), ion, framework=framework)
     except InsertflowError as exc:
         missing.append(str(exc))
         return

@@ -20,11 +20,11 @@ import numpy as np
 from monty.json import MSONable
 from pymatgen.analysis.ewald import EwaldSummation
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from insertflow import progress
-from insertflow.analysis.voltage import framework_of
+from insertflow.analysis.voltage import framework_unit, ion_charge, units_of
 from insertflow.errors import RecipeError
 from insertflow.hosts import Host
 from insertflow.sampling.sublattices import active_site_indices
@@ -106,12 +106,9 @@ def x_key(x: float) -> str:
     return f"{x:.4f}"
 
 
-def ions_per_formula_unit(structure: Structure, framework_formula: str, working_ion: str) -> float:
-    """X of ``structure`` = working ions per framework formula unit."""
-    framework = framework_of(structure.composition, working_ion)
-    reduced, units = framework.get_reduced_composition_and_factor()
-    if reduced.reduced_formula != framework_formula:
-        raise RecipeError(f"{structure.composition.reduced_formula} does not have the framework {framework_formula}")
+def ions_per_formula_unit(structure: Structure, framework: Composition, working_ion: str) -> float:
+    """X of ``structure`` = working ions per framework formula unit (see ``framework_unit``)."""
+    units = units_of(structure.composition, framework, working_ion)
     return structure.composition.element_composition[working_ion] / units
 
 
@@ -126,7 +123,7 @@ def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Order
         active_per_cell=len(active),
         sizes=[],
     )
-    framework = framework_of(host.structure.composition, host.working_ion).reduced_formula
+    framework = framework_unit(host.formula, host.working_ion)
     charges = _ewald_charges(host)
     by_x: dict[str, list[tuple[float, int, Structure]]] = defaultdict(list)  # (Ewald/fu, cells, structure)
     xs: dict[str, float] = {}
@@ -134,7 +131,7 @@ def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Order
         x = ions_per_formula_unit(structure, framework, host.working_ion)
         key = x_key(x)
         xs[key] = x
-        by_x[key].append((_ewald_per_fu(structure, charges, host, framework), cells, structure))
+        by_x[key].append((_ewald_per_fu(structure, charges, host), cells, structure))
     summary.enumerated = {key: len(by_x[key]) for key in sorted(by_x, key=float)}
 
     wanted = _wanted_keys(settings.x, xs)
@@ -152,7 +149,7 @@ def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Order
                     cells=cells,
                     ewald_per_fu=energy,
                     ewald_rank=rank,
-                    formula_units=_formula_units(structure, host.working_ion),
+                    formula_units=_formula_units(structure, host),
                     label=f"x={xs[key]:.3f} #{rank}",
                 )
             )
@@ -242,35 +239,36 @@ def _enumerate(
 
 
 def _ewald_charges(host: Host) -> dict[str, float]:
+    """Oxidation states for the Ewald sum.
+
+    Without charge-balanced oxidation states or without a redox element (graphite, an
+    intermetallic), only the working ions carry charge, against a uniform compensating
+    background (pymatgen's charged-cell term): their mutual repulsion ranks the orderings.
+    """
     states = dict(host.oxidation_states)
     if not states:
         guesses = host.structure.composition.oxi_state_guesses(max_sites=-50)
-        if not guesses:
-            raise RecipeError(
-                f"Ewald ranking needs oxidation states and {host.formula} has no charge-balanced guess; "
-                "check the host composition"
-            )
-        states = {el: float(v) for el, v in guesses[0].items()}
-    if not host.redox_elements:
-        raise RecipeError(
-            f"{host.formula} has no transition metal to take up the charge of removed {host.working_ion}; "
-            "Ewald ranking cannot compensate it"
-        )
+        states = {el: float(v) for el, v in guesses[0].items()} if guesses else {}
+    if not states or not host.redox_elements:
+        background = {el.symbol: 0.0 for el in host.structure.composition.elements}
+        background[host.working_ion] = float(ion_charge(host.working_ion))
+        return background
     return states
 
 
-def _formula_units(structure: Structure, working_ion: str) -> int:
-    return round(framework_of(structure.composition, working_ion).get_reduced_composition_and_factor()[1])
+def _formula_units(structure: Structure, host: Host) -> int:
+    return round(units_of(structure.composition, framework_unit(host.formula, host.working_ion), host.working_ion))
 
 
-def _ewald_per_fu(structure: Structure, charges: dict[str, float], host: Host, framework: str) -> float:
+def _ewald_per_fu(structure: Structure, charges: dict[str, float], host: Host) -> float:
     """Ewald energy per framework unit; removed ions' charge spread evenly over the redox sites."""
-    framework_units = _formula_units(structure, host.working_ion)
-    host_units = _formula_units(host.structure, host.working_ion)
+    framework_units = _formula_units(structure, host)
+    host_units = _formula_units(host.structure, host)
     ions_full = host.structure.composition.element_composition[host.working_ion] / host_units * framework_units
     removed = ions_full - structure.composition.element_composition[host.working_ion]
     redox_sites = sum(structure.composition.element_composition[el] for el in host.redox_elements)
-    shift = removed * charges[host.working_ion] / redox_sites
+    compensated = any(charges[el] for el in charges if el != host.working_ion)
+    shift = removed * charges[host.working_ion] / redox_sites if compensated and redox_sites else 0.0
     oxidation = {el: value + (shift if el in host.redox_elements else 0.0) for el, value in charges.items()}
     charged = structure.copy()
     charged.add_oxidation_state_by_element(oxidation)

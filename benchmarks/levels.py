@@ -1,0 +1,169 @@
+"""Insertion-level screening of LiCoO2: how many expensive relaxations the tiers save, in one run.
+
+Tiers: icet enumeration -> Ewald (keep K per x) -> CHGNet single points (keep M per x) ->
+CHGNet relaxations (ASE FIRE + FrechetCellFilter, fmax 0.05, as the pipeline). Prints the
+counts per tier and the wall time per stage for supercells up to --max-size formula units,
+and the ratio of relaxations to the naive protocol (relax every enumerated ordering).
+
+Relaxing all 1435 orderings up to 8 formula units takes hours on 2 cores, so the hull of
+the naive protocol is computed up to --naive-max-size (default 5: 102 relaxations) and
+compared with the tiered hull over the same cells. Relaxations are cached by structure
+within the run, so the naive pass only pays for orderings the tiers did not relax.
+
+    python benchmarks/levels.py [--max-size 8] [--naive-max-size 5] [--ewald-keep 8] [--keep 2]
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import contextlib
+import io
+import time
+import warnings
+
+warnings.simplefilter("ignore")
+
+import torch
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
+from chgnet.model import CHGNet
+from chgnet.model.dynamics import CHGNetCalculator as AseCHGNet
+from pymatgen.entries.computed_entries import ComputedEntry
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from insertflow.analysis.profile import voltage_profile
+from insertflow.calculators.chgnet import CHGNetCalculator
+from insertflow.hosts import load_host
+from insertflow.references import working_ion_reference
+from insertflow.sampling.orderings import OrderingSettings, select_orderings, x_key
+
+FMAX, STEPS = 0.05, 500
+
+
+class Relaxer:
+    """CHGNet relaxations with a per-run cache keyed by the structure's JSON."""
+
+    def __init__(self):
+        torch.set_num_threads(1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.calculator = AseCHGNet(model=CHGNet.load(model_name="0.3.0", verbose=False))
+        self.cache: dict[str, float] = {}
+        self.seconds = 0.0
+        self.count = 0
+
+    def energy(self, structure) -> float:
+        key = structure.to_json()
+        if key not in self.cache:
+            start = time.perf_counter()
+            atoms = AseAtomsAdaptor.get_atoms(structure)
+            atoms.calc = self.calculator
+            FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=FMAX, steps=STEPS)
+            self.cache[key] = float(atoms.get_potential_energy())
+            self.seconds += time.perf_counter() - start
+            self.count += 1
+        return self.cache[key]
+
+
+def hull_of(orderings, relaxer: Relaxer, li_entry: ComputedEntry):
+    entries = [
+        (o.label + f" ({o.cells})", ComputedEntry(o.structure.composition, relaxer.energy(o.structure)))
+        for o in orderings
+    ]
+    return voltage_profile(entries, li_entry, "Li")
+
+
+def tiered(host, max_size, ewald_keep, keep, relaxer, li_entry, screen):
+    timings = {}
+    start = time.perf_counter()
+    orderings, summary = select_orderings(host, OrderingSettings(max_size=max_size, ewald_keep=ewald_keep))
+    timings["enumerate + Ewald"] = time.perf_counter() - start
+    start = time.perf_counter()
+    energies = screen.single_point_energies([o.structure for o in orderings])
+    timings["CHGNet single points"] = time.perf_counter() - start
+    per_x: dict[str, list] = {}
+    for o, e in zip(orderings, energies, strict=True):
+        per_x.setdefault(x_key(o.x), []).append((e / o.formula_units, o))
+    survivors = [o for group in per_x.values() for _, o in sorted(group, key=lambda item: item[0])[:keep]]
+    before = relaxer.seconds
+    profile = hull_of(survivors, relaxer, li_entry)
+    timings["CHGNet relaxations"] = relaxer.seconds - before
+    return summary, orderings, survivors, profile, timings
+
+
+def describe_hull(profile) -> str:
+    return ", ".join(f"{p.x:.3f}" for p in profile.hull)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-size", type=int, default=8)
+    parser.add_argument("--naive-max-size", type=int, default=5)
+    parser.add_argument("--ewald-keep", type=int, default=8)
+    parser.add_argument("--keep", type=int, default=2)
+    args = parser.parse_args()
+
+    host = load_host("LiCoO2")
+    relaxer = Relaxer()
+    screen = CHGNetCalculator()
+    li = working_ion_reference("Li")
+    li_entry = ComputedEntry(li.composition, relaxer.energy(li))
+
+    print(
+        f"LiCoO2 insertion levels, CHGNet 0.3.0, fmax {FMAX}; Ewald keeps {args.ewald_keep}/x, ML keeps {args.keep}/x"
+    )
+    summary, orderings, survivors, profile, timings = tiered(
+        host, args.max_size, args.ewald_keep, args.keep, relaxer, li_entry, screen
+    )
+    print(f"\nUp to {args.max_size} formula units ({len(summary.enumerated)} x values):")
+    print(f"  enumerated        {summary.total_enumerated:6d}")
+    print(f"  kept after Ewald  {len(orderings):6d}")
+    print(f"  kept after ML     {len(survivors):6d}")
+    print(f"  relaxed           {len(survivors):6d}")
+    for stage, seconds in timings.items():
+        print(f"  wall time {stage:<22s} {seconds:8.1f} s")
+    print(
+        f"  relaxations / naive = {len(survivors)} / {summary.total_enumerated} = "
+        f"{len(survivors) / summary.total_enumerated:.3f} (goal <= 0.200)"
+    )
+    print(f"  hull x: {describe_hull(profile)}; average {profile.average_voltage:.3f} V")
+
+    n = args.naive_max_size
+    _, _, small_survivors, small_profile, _ = tiered(host, n, args.ewald_keep, args.keep, relaxer, li_entry, screen)
+    naive_orderings, naive_summary = select_orderings(host, OrderingSettings(max_size=n, ewald_keep=10**9))
+    before_count, before_seconds = relaxer.count, relaxer.seconds
+    naive_profile = hull_of(naive_orderings, relaxer, li_entry)
+    print(
+        f"\nNaive check up to {n} formula units: every one of {naive_summary.total_enumerated} orderings relaxed "
+        f"({relaxer.count - before_count} new, {relaxer.seconds - before_seconds:.0f} s; the rest cached)"
+    )
+    print(
+        f"  tiered relaxations / naive = {len(small_survivors)} / {naive_summary.total_enumerated} = "
+        f"{len(small_survivors) / naive_summary.total_enumerated:.3f}"
+    )
+    print(f"  naive hull x:  {describe_hull(naive_profile)}")
+    print(f"  tiered hull x: {describe_hull(small_profile)}")
+    same_x = [round(p.x, 6) for p in naive_profile.hull] == [round(p.x, 6) for p in small_profile.hull]
+    worst = (
+        max(
+            abs(a.energy_per_fu - b.energy_per_fu) / a.atoms_per_fu
+            for a, b in zip(naive_profile.hull, small_profile.hull, strict=False)
+        )
+        if same_x
+        else float("nan")
+    )
+    print(f"  same hull compositions: {same_x}; largest hull-energy difference {1000 * worst:.2f} meV/atom")
+    print(
+        f"  average voltage naive {naive_profile.average_voltage:.3f} V, tiered {small_profile.average_voltage:.3f} V"
+    )
+    missed = [
+        (p.label, 1000 * p.e_above_hull_per_atom)
+        for p in naive_profile.points
+        if p.on_hull and p.label not in {q.label for q in small_profile.points}
+    ]
+    print(f"  naive hull points the tiers did not relax: {missed or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
