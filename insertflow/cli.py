@@ -39,7 +39,8 @@ def run(
         config = resolve_store_config(loaded.store, store, loaded.folder)
         doc = run_recipe(loaded, store=open_store(config), verbose=verbose)
         typer.echo(render_summary(doc, describe(config)))
-    if doc.get("average_voltage") is None or doc.get("failed"):
+    complete = doc.get("hysteresis") is not None if doc.get("kind") == "defects" else doc.get("average_voltage")
+    if complete is None or complete is False or doc.get("failed"):
         raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 
 
@@ -92,6 +93,8 @@ def render_summary(doc: dict, where: str) -> str:
     """A short table of calculations and the voltage (per study kind)."""
     if doc.get("kind") == "insertion_levels":
         return render_levels(doc, where)
+    if doc.get("kind") == "defects":
+        return render_defects(doc, where)
     host, calc = doc["host"], doc["calculator"]
     lines = [
         f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}]",
@@ -175,6 +178,45 @@ def render_levels(doc: dict, where: str) -> str:
     lines.append(
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
         f"{len(doc.get('failed', []))} failed or flagged.{screening} Stored in {where}"
+    )
+    return "\n".join(lines)
+
+
+def render_defects(doc: dict, where: str) -> str:
+    """Defect energies per x, classes, hysteresis and what is missing."""
+    host, calc = doc["host"], doc["calculator"]
+    lines = [
+        f"Study {doc['study']}: defects of {host['formula']} ({host['source']}) with {calc['name']} "
+        f"[{calc['version']}]",
+        f"  Supercell {doc['supercell']} of the host cell ({doc['supercell_atoms']} atoms)",
+        f"  {'defect':<58} {'x':>6} {'status':<8} {'E (eV)':>8}",
+    ]
+    for row in doc.get("defects", []):
+        energy = "" if row.get("energy") is None else f"{row['energy']:+.3f}"
+        lines.append(f"  {row['label'][:58]:<58} {row['x']:6.3f} {row.get('status') or '-':<8} {energy:>8}")
+    for cls in doc.get("classes", []):
+        text = f"  {cls['kind']}: {cls['classification']}"
+        if cls.get("onset_x") is not None:
+            text += f", forms below x = {cls['onset_x']:.3f} ({cls['onset_site']})"
+        lines.append(text)
+    lines.extend(f"  F_O: {report}" for report in doc.get("f_o_reduction", []))
+    loop = doc.get("hysteresis")
+    if loop:
+        if loop["coupled"]:
+            lines.append(
+                f"Hysteresis through {loop['migrated_label']}: average {loop['average_hysteresis']:.3f} V, "
+                f"energy lost {loop['energy_lost']:.0f} Wh/kg per cycle over x {loop['x_range'][0]:g}-"
+                f"{loop['x_range'][1]:g}"
+            )
+        else:
+            lines.append("Hysteresis: 0 V (no coupled defect forms; the discharge retraces the charge)")
+    lines.extend(f"  Note: {note}" for note in doc.get("notes", []))
+    for failure in doc.get("failed", []):
+        lines.append(f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}")
+    lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
+    lines.append(
+        f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
+        f"{len(doc.get('failed', []))} failed or flagged. Stored in {where}"
     )
     return "\n".join(lines)
 

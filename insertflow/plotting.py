@@ -92,13 +92,44 @@ def profile_figure(doc: dict, against: str = "x") -> Figure:
     return fig
 
 
+def loop_xy(steps: list[dict]) -> tuple[list[float], list[float]]:
+    """Staircase coordinates of one branch's steps."""
+    xs: list[float] = []
+    vs: list[float] = []
+    for step in sorted(steps, key=lambda s: s["x_low"]):
+        xs += [step["x_low"], step["x_high"]]
+        vs += [step["voltage"], step["voltage"]]
+    return xs, vs
+
+
+def hysteresis_figure(doc: dict) -> Figure:
+    """Charge (pristine) and discharge (through the coupled defect) branches vs x."""
+    loop = doc.get("hysteresis") if doc.get("kind") == "defects" else None
+    if not loop:
+        raise InsertflowError(f"study '{doc.get('study')}' has no hysteresis loop (it needs study: defects)")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(*loop_xy(loop["charge"]), color="C3", lw=2, label="charge (pristine host)")
+    ax.plot(*loop_xy(loop["discharge"]), color="C0", lw=2, ls="--", label="discharge (coupled defect kept)")
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host")
+    ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
+    title = f"{doc['host']['formula']}: average hysteresis {loop['average_hysteresis']:.2f} V"
+    ax.set_title(title if loop["coupled"] else f"{doc['host']['formula']}: no coupled defect, no hysteresis")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
-    """Write the hull and the profile vs x and vs capacity as PNGs; return their paths."""
-    figures = {  # all built before anything is written: a refused study leaves no folder behind
-        "hull": hull_figure(doc),
-        "voltage_vs_x": profile_figure(doc, "x"),
-        "voltage_vs_capacity": profile_figure(doc, "capacity"),
-    }
+    """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
+    if doc.get("kind") == "defects":
+        figures = {"hysteresis": hysteresis_figure(doc)}
+    else:
+        figures = {  # all built before anything is written: a refused study leaves no folder behind
+            "hull": hull_figure(doc),
+            "voltage_vs_x": profile_figure(doc, "x"),
+            "voltage_vs_capacity": profile_figure(doc, "capacity"),
+        }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

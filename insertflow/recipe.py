@@ -54,6 +54,25 @@ class LevelsSpec(BaseModel):
     max_enumerated: int = Field(50_000, ge=1, description="Cap on enumerated structures; larger cells skipped")
 
 
+class DefectsSpec(BaseModel):
+    """Which defects at which x, in which supercell (see insertflow.sampling.defects)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: list[str] = Field(["V_TM", "migration"], description="V_TM, TM_Li, Li_TM, F_O, migration")
+    x: list[float] | None = Field(None, description="x of the pristine hosts; default every x the supercell allows")
+    supercell: list | None = Field(None, description="Of the host cell; default the smallest diagonal one")
+    min_image_distance: float = Field(4.5, gt=0, description="A between a defect and its periodic images")
+    active_sites: list[str] | None = Field(None, description="Working-ion sublattices that empty on charge")
+    orderings_per_x: int = Field(1, ge=1, description="Lowest-Ewald pristine orderings per x")
+    tetrahedral: bool = Field(False, description="Also migrate TMs into empty tetrahedral sites")
+    rattle: float = Field(0.05, ge=0, description="A of seeded random displacement breaking symmetry")
+    chemical_potentials: dict[str, float] = Field(default_factory=dict, description="eV/atom, e.g. O and F for F_O")
+    threshold: float = Field(0.0, description="eV: coupled when the energy crosses this across x")
+    discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
+    max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -61,13 +80,14 @@ class Recipe(BaseModel):
 
     name: str = Field(description="Study name; results are stored and shown under it")
     description: str = ""
-    study: Literal["end_member_voltage", "insertion_levels"] = "end_member_voltage"
+    study: Literal["end_member_voltage", "insertion_levels", "defects"] = "end_member_voltage"
     host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
     working_ion: str = "Li"
     check_oxidation_states: bool = True
     calculator: CalculatorSpec
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec)
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
+    defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
     store: dict | None = Field(None, description="Store configuration (see insertflow.store); no credentials")
     workdir: str | None = Field(None, description="Where job folders go; a temporary folder if unset")
 
@@ -78,6 +98,8 @@ class Recipe(BaseModel):
     def _levels_only_for_levels(self) -> Recipe:
         if self.levels is not None and self.study != "insertion_levels":
             raise ValueError("the 'levels' section belongs to study: insertion_levels")
+        if self.defects is not None and self.study != "defects":
+            raise ValueError("the 'defects' section belongs to study: defects")
         return self
 
 

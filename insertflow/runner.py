@@ -15,11 +15,13 @@ from insertflow.calculators import get_calculator
 from insertflow.db import latest_study
 from insertflow.errors import InsertflowError
 from insertflow.flows.calculation import LayerGuard
+from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
 from insertflow.flows.levels import InsertionLevelsMaker
 from insertflow.hosts import Host, load_host
 from insertflow.progress import ProgressReporter, reporting
-from insertflow.recipe import LevelsSpec, Recipe
+from insertflow.recipe import DefectsSpec, LevelsSpec, Recipe
+from insertflow.sampling.defects import DefectSettings
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.store import open_store, resolve_store_config
 
@@ -36,9 +38,30 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     guard = LayerGuard(policy=recipe.layer_guard.policy, max_gap_growth=recipe.layer_guard.max_gap_growth)
     if recipe.study == "insertion_levels":
         return host, *_levels_flow(recipe, host, calculator, guard)
+    if recipe.study == "defects":
+        return host, *_defects_flow(recipe, host, calculator, guard)
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
+
+
+def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
+    spec = recipe.defects or DefectsSpec()
+    settings = DefectSettings(**spec.model_dump(exclude={"chemical_potentials", "threshold", "discharge_orderings"}))
+    maker = DefectStudyMaker(
+        calculator=calculator,
+        settings=settings,
+        chemical_potentials=spec.chemical_potentials,
+        threshold=spec.threshold,
+        discharge_orderings=spec.discharge_orderings,
+        guard=guard,
+        study=recipe.name,
+    )
+    matrix, pristine, candidates, notes = maker.plan(host)
+    flow = maker.make_from_plan(host, matrix, pristine, candidates, notes)
+    references = len(maker.references_needed(candidates, host.working_ion))
+    plan = {"calculations": 1 + references + len(pristine) + len(candidates), "analysis": 1}
+    return flow, plan
 
 
 def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:

@@ -163,3 +163,76 @@ class InsertionLevelsDoc(BaseModel):
     reused_calculations: int = 0
     screening_reused: bool = False
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class DefectResult(BaseModel):
+    """One defect (or migration pair) in one pristine ordering at one x."""
+
+    label: str
+    kind: str = Field(description="V_TM, TM_Li, Li_TM, F_O or migration")
+    x: float
+    host_label: str = Field(description="The pristine ordering it was made from")
+    site: str = Field(description="What changed, e.g. 'Co(b) -> empty Li 3a site (2.85 A)'")
+    destination: str | None = Field(None, description="Migration: sublattice label of the site the TM went to")
+    hop_distance: float | None = Field(None, description="Migration: A the TM moved")
+    change: dict[str, int] = Field(default_factory=dict, description="Atoms added (+) / removed (-)")
+    n_atoms: int
+    status: Status | None = None
+    reason: str | None = None
+    content_key: str | None = None
+    reused: bool = False
+    raw_difference: float | None = Field(None, description="E(defect) - E(pristine), eV")
+    energy: float | None = Field(None, description="Defect energy with chemical potentials (migration: dE_mig), eV")
+
+
+class DefectClassDoc(BaseModel):
+    """Static or coupled, with the energies that decide it."""
+
+    kind: str
+    classification: Literal["static", "coupled"]
+    energies: list[tuple[float, float]] = Field(description="(x, lowest energy in eV) per x")
+    sites: list[tuple[float, str]] = Field(description="(x, lowest site variant) per x")
+    onset_x: float | None = Field(None, description="Coupled: highest x at which it forms (energy below threshold)")
+    onset_site: str | None = None
+    lowest_x_site: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class HysteresisDoc(BaseModel):
+    """Charge and discharge branches and the loop between them."""
+
+    definition: str
+    coupled: bool = Field(description="False: no coupled defect formed, the discharge retraces the charge")
+    migrated_label: str | None = Field(None, description="The coupled configuration the discharge keeps")
+    charge: list[StepDoc] = Field(default_factory=list)
+    discharge: list[StepDoc] = Field(default_factory=list)
+    segments: list[dict] = Field(default_factory=list, description="x_low, x_high, v_charge, v_discharge, dv (V)")
+    average_hysteresis: float = Field(0.0, description="V, x-average of V_charge - V_discharge")
+    energy_lost: float = Field(0.0, description="Wh/kg per cycle: area between the branches")
+    x_range: list[float] | None = None
+
+
+class DefectStudyDoc(BaseModel):
+    """Defects across the state of charge, their classification and the hysteresis they cause."""
+
+    study: str
+    kind: Literal["defects"] = "defects"
+    host: dict
+    calculator: dict
+    supercell: list[list[int]] = Field(description="Of the host cell; every structure lives in it")
+    supercell_atoms: int
+    settings: dict = Field(default_factory=dict)
+    chemical_potentials: dict = Field(default_factory=dict, description="eV/atom; the ion's per x")
+    pristine: list[dict] = Field(default_factory=list, description="Pristine orderings: label, x, status, energy")
+    pristine_steps: list[StepDoc] = Field(default_factory=list)
+    defects: list[DefectResult] = Field(default_factory=list)
+    classes: list[DefectClassDoc] = Field(default_factory=list)
+    f_o_reduction: list[str] = Field(default_factory=list, description="Which TM the F_O donor electron reduces")
+    hysteresis: HysteresisDoc | None = None
+    calculations: list[CalculationRecord] = Field(default_factory=list)
+    failed: list[FailedCalculation] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    new_calculations: int = 0
+    reused_calculations: int = 0
+    created_at: datetime = Field(default_factory=utcnow)

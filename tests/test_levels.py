@@ -193,3 +193,17 @@ def test_cli_runs_and_plots_a_levels_recipe(tmp_path):
     assert refused.exit_code == EXIT_BAD_INPUT
     assert "hull and profile plots need study: insertion_levels" in refused.output
     assert not (tmp_path / "figs2").exists()
+
+
+def test_li2mno3_with_only_the_li_layer_active(store):
+    recipe = levels_recipe(
+        host="Li2MnO3",
+        levels={"max_size": 1, "active_sites": ["2c", "4h"], "ewald_keep": 2},
+    )
+    doc = run(recipe, store)
+    assert doc["x_range"] == [0.5, 2.0]  # Li per MnO3; the TM-layer 2b Li stays
+    assert doc["enumeration"]["active_sites"] == ["2c", "4h"]
+    assert doc["enumeration"]["active_per_cell"] == 3
+    assert all(r["formula"] != "MnO3" for r in doc["orderings"])
+    # capacity counts only the Li that leaves: 1.5 Li per Li2MnO3
+    assert doc["capacity_grav"] == pytest.approx(1.5 * 26801.4814 / 116.8165, rel=1e-3)

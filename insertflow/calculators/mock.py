@@ -7,7 +7,10 @@ Energy model (eV), chosen so hulls and voltages mean something:
 * in a compound every atom costs a fixed site energy; a mobile ion's site energy is its
   elemental energy minus ``voltage`` (the intrinsic insertion voltage, V);
 * mobile ions repel each other with a screened Coulomb pair term
-  ``interaction * exp(-r / screening_length) / r`` (eV A / A) within ``cutoff``.
+  ``interaction * exp(-r / screening_length) / r`` (eV A / A) within ``cutoff``;
+* optionally (``tm_interaction``, default 0) transition-metal cations repel each other and the
+  mobile ions with the same screened form, so moving a TM between layers costs or gains
+  energy depending on how many ions are left around it (coupled defects in tests).
 
 Repulsion makes orderings rank (spread-out ions are cheaper), makes the formation energy
 convex in x (so intermediate compositions can sit on the hull) and lowers the average
@@ -56,6 +59,7 @@ def mock_energy(
     interaction: float = 1.0,
     screening_length: float = 3.0,
     cutoff: float = 6.0,
+    tm_interaction: float = 0.0,
 ) -> float:
     """Total energy (eV) of ``structure`` in the mock model."""
     symbols = [site.specie.symbol for site in structure]
@@ -68,7 +72,23 @@ def mock_energy(
         *_, distances = ions.get_neighbor_list(cutoff)
         pair = interaction * np.exp(-distances / screening_length) / distances
         energy += 0.5 * float(pair.sum())  # each pair is listed from both ends
+    if tm_interaction:
+        energy += _tm_repulsion(structure, symbols, tm_interaction, screening_length, cutoff)
     return float(energy)
+
+
+def _tm_repulsion(structure: Structure, symbols: list[str], strength: float, length: float, cutoff: float) -> float:
+    """Screened repulsion of every TM-TM and TM-ion pair (each pair once)."""
+    tm = {i for i, s in enumerate(symbols) if Element(s).is_transition_metal}
+    charged = [i for i, s in enumerate(symbols) if i in tm or s in MOBILE_IONS]
+    if not tm or len(charged) < 2:
+        return 0.0
+    sub = Structure.from_sites([structure[i] for i in charged])
+    centres, neighbours, _, distances = sub.get_neighbor_list(cutoff)
+    is_tm = np.array([charged[i] in tm for i in range(len(charged))])
+    involved = is_tm[centres] | is_tm[neighbours]
+    pair = strength * np.exp(-distances[involved] / length) / distances[involved]
+    return 0.5 * float(pair.sum())
 
 
 class MockTaskDoc(BaseModel):
@@ -93,6 +113,7 @@ class MockMaker(Maker):
     voltage: float = 3.9
     interaction: float = 1.0
     screening_length: float = 3.0
+    tm_interaction: float = 0.0
     faults: dict[str, str] = field(default_factory=dict)
     fixed_normal: list[float] | None = None
 
@@ -107,7 +128,9 @@ class MockMaker(Maker):
         final = structure.copy()
         if fault == "drift" and self.task == "relax" and self.fixed_normal is None:
             final = _open_gap_along_c(final, 3.0)
-        energy = mock_energy(final, self.voltage, self.interaction, self.screening_length)
+        energy = mock_energy(
+            final, self.voltage, self.interaction, self.screening_length, tm_interaction=self.tm_interaction
+        )
         if fault == "nan":
             energy = float("nan")
         converged = fault != "no_converge"
@@ -147,6 +170,7 @@ class MockCalculator(MSONable):
     voltage: float = 3.9
     interaction: float = 1.0
     screening_length: float = 3.0
+    tm_interaction: float = 0.0
     faults: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,6 +187,7 @@ class MockCalculator(MSONable):
                 "voltage": self.voltage,
                 "interaction": self.interaction,
                 "screening_length": self.screening_length,
+                "tm_interaction": self.tm_interaction,
                 "faults": dict(sorted(self.faults.items())),
             },
         }
@@ -176,6 +201,7 @@ class MockCalculator(MSONable):
             voltage=self.voltage,
             interaction=self.interaction,
             screening_length=self.screening_length,
+            tm_interaction=self.tm_interaction,
             faults=self.faults,
             fixed_normal=fixed_normal,
         )
@@ -190,7 +216,9 @@ class MockCalculator(MSONable):
             energies.append(
                 float("nan")
                 if broken
-                else mock_energy(structure, self.voltage, self.interaction, self.screening_length)
+                else mock_energy(
+                    structure, self.voltage, self.interaction, self.screening_length, tm_interaction=self.tm_interaction
+                )
             )
         return energies
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,11 +113,24 @@ def ions_per_formula_unit(structure: Structure, framework: Composition, working_
     return structure.composition.element_composition[working_ion] / units
 
 
-def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Ordering], EnumerationSummary]:
-    """Enumerate, rank by Ewald energy and keep the lowest ``ewald_keep`` distinct orderings per x."""
+def select_orderings(
+    host: Host,
+    settings: OrderingSettings,
+    active_indices: list[int] | None = None,
+    only: Callable[[float], bool] | None = None,
+) -> tuple[list[Ordering], EnumerationSummary]:
+    """Enumerate, rank by Ewald energy and keep the lowest ``ewald_keep`` distinct orderings per x.
+
+    ``active_indices`` (with a fixed ``supercell``) names the sites that may empty directly,
+    for low-symmetry hosts where Wyckoff labels do not single them out (a defective cell);
+    ``only`` keeps the x values it accepts (Ewald sums are computed for those alone).
+    """
     start = time.perf_counter()
     base, sizes, cell_text = _enumeration_cell(host, settings)
-    active = active_site_indices(base, host.working_ion, settings.active_sites, where=f"host '{host.name}'")
+    if active_indices is not None:
+        active = sorted(active_indices)
+    else:
+        active = active_site_indices(base, host.working_ion, settings.active_sites, where=f"host '{host.name}'")
     summary = EnumerationSummary(
         cell=cell_text,
         active_sites=settings.active_sites or ["all"],
@@ -125,19 +139,22 @@ def select_orderings(host: Host, settings: OrderingSettings) -> tuple[list[Order
     )
     framework = framework_unit(host.formula, host.working_ion)
     charges = _ewald_charges(host)
-    by_x: dict[str, list[tuple[float, int, Structure]]] = defaultdict(list)  # (Ewald/fu, cells, structure)
+    found: dict[str, list[tuple[int, Structure]]] = defaultdict(list)  # (cells, structure) per x
     xs: dict[str, float] = {}
     for cells, structure in _enumerate(base, active, sizes, settings, summary, host.working_ion):
         x = ions_per_formula_unit(structure, framework, host.working_ion)
         key = x_key(x)
         xs[key] = x
-        by_x[key].append((_ewald_per_fu(structure, charges, host), cells, structure))
-    summary.enumerated = {key: len(by_x[key]) for key in sorted(by_x, key=float)}
+        found[key].append((cells, structure))
+    summary.enumerated = {key: len(found[key]) for key in sorted(found, key=float)}
 
     wanted = _wanted_keys(settings.x, xs)
+    if only is not None:
+        wanted = [key for key in wanted if only(xs[key])]
     orderings: list[Ordering] = []
     for key in sorted(wanted, key=float):
-        ranked = sorted(by_x[key], key=lambda item: (item[0], item[1]))
+        by_x = [(_ewald_per_fu(structure, charges, host), cells, structure) for cells, structure in found[key]]
+        ranked = sorted(by_x, key=lambda item: (item[0], item[1]))
         kept, duplicates = _distinct_lowest(ranked, settings.ewald_keep)
         summary.duplicates_removed += duplicates
         summary.kept[key] = len(kept)

@@ -1,0 +1,551 @@
+"""Defects across x, static/coupled classification and the hysteresis loop they open.
+
+At flow-build time: one supercell, the lowest-Ewald pristine orderings at each x in it, and
+every requested defect of each ordering (``insertflow.sampling.defects``). Each structure is
+a reuse-aware relaxation. ``analyse_defects`` then computes defect energies and classes and,
+if TM migration is favourable at the lowest x, re-lithiates the lowest-energy migrated host
+at each x (new relaxations) before ``defect_study`` builds the hysteresis loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from jobflow import Flow, Maker, OnMissing, Response, job
+from pymatgen.core import Structure
+
+from insertflow import progress
+from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
+from insertflow.analysis.hysteresis import hysteresis_loop
+from insertflow.analysis.profile import voltage_profile
+from insertflow.analysis.voltage import framework_unit, units_of
+from insertflow.calculators.base import Calculator, as_structure
+from insertflow.errors import CalculatorError, InsertflowError, RecipeError
+from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.hosts import Host
+from insertflow.references import has_metal_reference, working_ion_reference
+from insertflow.sampling.defects import (
+    DefectCandidate,
+    DefectSettings,
+    check_host_can_have,
+    choose_supercell,
+    generate_defects,
+    pristine_orderings,
+    rattled,
+)
+from insertflow.sampling.orderings import OrderingSettings, select_orderings
+from insertflow.sampling.sublattices import working_ion_sublattices
+from insertflow.schemas import (
+    CalculationRecord,
+    DefectClassDoc,
+    DefectResult,
+    DefectStudyDoc,
+    FailedCalculation,
+    HysteresisDoc,
+    StepDoc,
+)
+
+ANALYSIS_STAGE = "analysis"
+#: A re-inserted ion must be at least this far (A) from every atom of the migrated host.
+REINSERT_CLEARANCE = 1.5
+
+
+@dataclass
+class DefectStudyMaker(Maker):
+    """Relax pristine and defective hosts at each x; classify defects; build the hysteresis."""
+
+    name: str = "defects and hysteresis"
+    calculator: Calculator | None = None
+    settings: DefectSettings = field(default_factory=DefectSettings)
+    chemical_potentials: dict[str, float] = field(default_factory=dict)  # eV/atom, overrides computed ones
+    threshold: float = 0.0  # eV: a defect is coupled when its energy crosses this across x
+    discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
+    guard: LayerGuard = field(default_factory=LayerGuard)
+    study: str = "study"
+
+    def plan(self, host: Host) -> tuple[list[list[int]], list, list[DefectCandidate], list[str]]:
+        """Supercell, pristine orderings and defect candidates (no calculator involved)."""
+        if self.calculator is None:
+            raise CalculatorError("DefectStudyMaker needs a calculator")
+        check_host_can_have(host, self.settings.kinds)
+        if "F_O" in self.settings.kinds:
+            missing = [el for el in ("O", "F") if el not in self.chemical_potentials]
+            if missing:
+                raise RecipeError(
+                    f"F_O needs defects.chemical_potentials for {' and '.join(missing)} (eV/atom on this calculator's "
+                    "scale, e.g. from the calculator's O2/F2 or fitted references); insertflow does not guess gas "
+                    "references"
+                )
+        matrix = choose_supercell(host, self.settings)
+        pristine = pristine_orderings(host, matrix, self.settings)
+        candidates, notes = [], []
+        for ordering in pristine:
+            made, skipped = generate_defects(host, matrix, ordering, self.settings)
+            candidates += made
+            notes += skipped
+        return matrix, pristine, candidates, notes
+
+    def make(self, host: Host) -> Flow:
+        """The study flow; its output is a ``DefectStudyDoc``."""
+        matrix, pristine, candidates, notes = self.plan(host)
+        return self.make_from_plan(host, matrix, pristine, candidates, notes)
+
+    def references_needed(self, candidates: list[DefectCandidate], working_ion: str) -> list[str]:
+        """Elements whose chemical potential comes from a computed elemental metal."""
+        elements = {el for c in candidates for el, n in c.change.items() if n}
+        needed = sorted(el for el in elements if el != working_ion and el not in self.chemical_potentials)
+        unknown = [el for el in needed if not has_metal_reference(el)]
+        if unknown:
+            raise RecipeError(
+                f"no reference for the chemical potential of {', '.join(unknown)}; give defects.chemical_potentials"
+            )
+        return needed
+
+    def make_from_plan(self, host, matrix, pristine, candidates, notes) -> Flow:
+        """The flow for an already generated plan (see ``plan``)."""
+        calc = self.calculator
+
+        def relax(label: str, structure: Structure):
+            maker = CalculationMaker(calculator=calc, label=label, task="relax", study=self.study, guard=self.guard)
+            return maker.make(structure)
+
+        ion_job = relax("working_ion", working_ion_reference(host.working_ion))
+        reference_jobs = {
+            el: relax(f"reference {el}", working_ion_reference(el))
+            for el in self.references_needed(candidates, host.working_ion)
+        }
+        pristine_jobs = [relax(f"pristine {o.label}", rattled(o.structure, self.settings.rattle)) for o in pristine]
+        defect_jobs = [relax(c.label, c.structure) for c in candidates]
+        full = host.structure.copy()
+        full.make_supercell(matrix)
+        context = {
+            "study": self.study,
+            "host": host.summary(),
+            "supercell": matrix,
+            "supercell_atoms": len(full),
+            "settings": {k: v for k, v in asdict(self.settings).items() if not k.startswith("@")},
+            "chemical_potentials": dict(self.chemical_potentials),
+            "threshold": self.threshold,
+            "discharge_orderings": self.discharge_orderings,
+            "notes": notes,
+            "pristine": [{"label": f"pristine {o.label}", "x": o.x, "ordering": o.label} for o in pristine],
+            "candidates": [_candidate_meta(c) for c in candidates],
+            "full_supercell": full.as_dict(),
+        }
+        analysis = analyse_defects(
+            [j.output for j in pristine_jobs],
+            [j.output for j in defect_jobs],
+            {el: j.output for el, j in reference_jobs.items()},
+            ion_job.output,
+            calc,
+            self.guard,
+            context,
+        )
+        analysis.name = f"defect analysis {host.formula}"
+        analysis.config.on_missing_references = OnMissing.NONE
+        analysis.metadata["insertflow"] = {"kind": "defect_analysis", "study": self.study}
+        jobs = [ion_job, *reference_jobs.values(), *pristine_jobs, *defect_jobs, analysis]
+        return Flow(jobs, output=analysis.output, name=f"{self.study}: {self.name}")
+
+
+def _candidate_meta(candidate: DefectCandidate) -> dict:
+    meta = {k: getattr(candidate, k) for k in ("kind", "label", "x", "host_label", "change", "site", "hop_distance")}
+    meta["destination"] = candidate.destination
+    meta["n_atoms"] = len(candidate.structure)
+    if candidate.kind == "migration":
+        meta["structure"] = candidate.structure.as_dict()  # the discharge branch re-lithiates it
+    return meta
+
+
+def _parse(raw) -> CalculationRecord | None:
+    return None if raw is None else CalculationRecord.model_validate(raw)
+
+
+@job
+def analyse_defects(
+    pristine_records: list,
+    defect_records: list,
+    reference_records: dict,
+    ion_record,
+    calculator: Calculator,
+    guard: LayerGuard,
+    context: dict,
+) -> Response:
+    """Defect energies and classes; then the discharge relaxations (if coupled) and the final document."""
+    host = context["host"]
+    ion = host["working_ion"]
+    framework = framework_unit(host["formula"], ion)
+    doc = DefectStudyDoc(
+        study=context["study"],
+        host=host,
+        calculator=calculator.identity(),
+        supercell=context["supercell"],
+        supercell_atoms=context["supercell_atoms"],
+        settings=context["settings"],
+        notes=list(context["notes"]),
+    )
+    ion_rec = _parse(ion_record)
+    records: dict[str, CalculationRecord | None] = {}
+    for meta, raw in zip(context["pristine"], pristine_records, strict=True):
+        records[meta["label"]] = _parse(raw)
+    for meta, raw in zip(context["candidates"], defect_records, strict=True):
+        records[meta["label"]] = _parse(raw)
+    references = {el: _parse(raw) for el, raw in reference_records.items()}
+    everything = {**records, "working_ion": ion_rec, **{f"reference {k}": v for k, v in references.items()}}
+    _note_failures(doc, everything)
+    doc.calculations = [r for r in everything.values() if r is not None]
+
+    ok = {label: r for label, r in records.items() if r is not None and r.status == "ok"}
+    pristine_ok = [(m, ok[m["label"]]) for m in context["pristine"] if m["label"] in ok]
+    doc.pristine = [
+        {
+            "label": m["label"],
+            "x": m["x"],
+            "status": None if records[m["label"]] is None else records[m["label"]].status,
+            "energy": ok[m["label"]].entry.energy if m["label"] in ok else None,
+        }
+        for m in context["pristine"]
+    ]
+    charge = None
+    if ion_rec is None or ion_rec.status != "ok":
+        doc.missing.append(f"working-ion reference ({ion}): no usable result; no chemical potential or voltages")
+    elif len({round(m["x"], 6) for m, _ in pristine_ok}) >= 2:
+        charge = voltage_profile(
+            [(m["label"], r.computed_entry()) for m, r in pristine_ok], ion_rec.computed_entry(), ion, framework
+        )
+        doc.pristine_steps = [StepDoc(**asdict(s)) for s in charge.steps]
+    else:
+        doc.missing.append("fewer than two pristine compositions relaxed: no voltages, no hysteresis")
+
+    mu = _chemical_potentials(context, references, doc)
+    rows = _defect_rows(context, records, ok, pristine_ok, mu, charge, ion, doc)
+    classes = _classify_all(rows, context["threshold"], doc)
+    doc.f_o_reduction = _f_o_reduction(rows, ok, context)
+
+    migrated = _coupled_migration(rows, classes, doc)
+    discharge_jobs, labels = [], []
+    if migrated is not None and charge is not None:
+        try:
+            structures = _relithiated(migrated, context, charge, doc)
+        except InsertflowError as exc:  # a discharge branch that cannot be built must not lose the defects
+            doc.missing.append(f"discharge branch: {exc}")
+            structures = []
+        for label, structure in structures:
+            maker = CalculationMaker(
+                calculator=calculator, label=label, task="relax", study=context["study"], guard=guard
+            )
+            discharge_jobs.append(maker.make(structure))
+            labels.append(label)
+    final = defect_study(
+        doc.model_dump(),
+        [j.output for j in discharge_jobs],
+        labels,
+        None if migrated is None else migrated.model_dump(),
+        None if migrated is None else ok[migrated.label].model_dump(),
+        ion_record,
+        [m for m, _ in pristine_ok],
+        [r.model_dump() for _, r in pristine_ok],
+        context["study"],
+    )
+    final.name = f"defect study {host['formula']}"
+    final.config.on_missing_references = OnMissing.NONE
+    final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
+    return Response(replace=Flow([*discharge_jobs, final], output=final.output))
+
+
+def _defect_rows(context, records, ok, pristine_ok, mu, charge, ion, doc) -> list[DefectResult]:
+    """One result per candidate, with energies where its relaxation and its pristine host finished."""
+    pristine_energy = {m["ordering"]: r.entry.energy for m, r in pristine_ok}
+    rows = []
+    for meta in context["candidates"]:
+        record = records[meta["label"]]
+        row = DefectResult(**{k: meta[k] for k in DefectResult.model_fields if k in meta})
+        if record is not None:
+            row.status, row.reason = record.status, record.reason
+            row.content_key, row.reused = record.content_key, record.reused
+        base = pristine_energy.get(meta["host_label"])
+        if meta["label"] in ok and base is not None:
+            row.raw_difference = ok[meta["label"]].entry.energy - base
+            row.energy = _energy_of(row, ok[meta["label"]].entry.energy, base, mu, charge, ion, doc)
+        rows.append(row)
+    doc.defects = rows
+    doc.chemical_potentials = {k: v for k, v in mu.items() if k != ion} | {
+        f"{ion}(x={x:.3f})": value for x, value in _ion_mu_table(charge, context).items()
+    }
+    return rows
+
+
+def _classify_all(rows: list[DefectResult], threshold: float, doc: DefectStudyDoc) -> dict:
+    classes = {}
+    for kind, points in group_points([r.model_dump() for r in rows]).items():
+        result = classify(kind, points, threshold)
+        classes[kind] = result
+        doc.classes.append(
+            DefectClassDoc(
+                kind=kind,
+                classification=result.classification,
+                energies=sorted(result.energies.items()),
+                sites=sorted(result.sites.items()),
+                onset_x=result.onset_x,
+                onset_site=result.onset_site,
+                lowest_x_site=result.lowest_x_site,
+                notes=result.notes,
+            )
+        )
+    return classes
+
+
+def _note_failures(doc: DefectStudyDoc, records: dict) -> None:
+    for label, record in records.items():
+        if record is None:
+            doc.failed.append(
+                FailedCalculation(
+                    label=label, formula="?", status="failed", reason="its job did not finish (see the manager's log)"
+                )
+            )
+        elif record.status != "ok":
+            doc.failed.append(
+                FailedCalculation(label=label, formula=record.formula, status=record.status, reason=record.reason or "")
+            )
+
+
+def _chemical_potentials(context: dict, references: dict, doc: DefectStudyDoc) -> dict[str, float]:
+    mu = dict(context["chemical_potentials"])
+    for el, record in references.items():
+        if el in mu:
+            continue
+        if record is None or record.status != "ok":
+            doc.missing.append(f"reference {el}: no usable result; defects that add or remove {el} have no energy")
+            continue
+        mu[el] = record.entry.energy_per_atom
+    return mu
+
+
+def _ion_mu_table(charge, context) -> dict[float, float]:
+    if charge is None:
+        return {}
+    xs = sorted({m["x"] for m in context["pristine"]})
+    return {
+        x: ion_chemical_potential(charge, x) for x in xs if charge.x_range[0] - 1e-9 <= x <= charge.x_range[1] + 1e-9
+    }
+
+
+def _energy_of(row: DefectResult, e_defect: float, e_pristine: float, mu, charge, ion: str, doc) -> float | None:
+    if row.kind == "migration":
+        return e_defect - e_pristine
+    local = dict(mu)
+    if row.change.get(ion):
+        if charge is None:
+            return None
+        local[ion] = ion_chemical_potential(charge, row.x)
+    try:
+        return defect_energy(e_defect, e_pristine, row.change, local)
+    except KeyError as exc:
+        doc.missing.append(f"{row.label}: {exc.args[0]}")
+        return None
+
+
+def _f_o_reduction(rows: list[DefectResult], ok: dict, context: dict) -> list[str]:
+    """Which TM takes the F_O donor electron: the largest drop... or rise of its moment, else the nearest TM."""
+    reports = []
+    pristine_by_ordering = {m["ordering"]: m["label"] for m in context["pristine"]}
+    redox = set(context["host"]["redox_elements"])
+    for row in rows:
+        if row.kind != "F_O" or row.label not in ok:
+            continue
+        defect = ok[row.label]
+        pristine = ok.get(pristine_by_ordering.get(row.host_label, ""))
+        structure = defect.entry.structure
+        tm_indices = [i for i, site in enumerate(structure) if site.specie.symbol in redox]
+        if (
+            pristine is not None
+            and defect.magmoms
+            and pristine.magmoms
+            and len(pristine.magmoms) == len(defect.magmoms)
+        ):
+            changes = {i: abs(defect.magmoms[i]) - abs(pristine.magmoms[i]) for i in tm_indices}
+            index = max(changes, key=lambda i: abs(changes[i]))
+            symbol = structure[index].specie.symbol
+            reports.append(
+                f"{row.label}: {symbol} site {index} moment {abs(pristine.magmoms[index]):.2f} -> "
+                f"{abs(defect.magmoms[index]):.2f} muB (the largest change: the reduced {symbol})"
+            )
+        else:
+            fluorine = next(i for i, site in enumerate(structure) if site.specie.symbol == "F")
+            nearest = min(tm_indices, key=lambda i: structure.get_distance(fluorine, i))
+            reports.append(
+                f"{row.label}: no magnetic moments from this calculator; nearest TM to F is "
+                f"{structure[nearest].specie.symbol} site {nearest} ({structure.get_distance(fluorine, nearest):.2f} A)"
+            )
+    return reports
+
+
+def _coupled_migration(rows: list[DefectResult], classes: dict, doc: DefectStudyDoc) -> DefectResult | None:
+    """The lowest-energy migrated configuration at the lowest x, if migration is favourable there."""
+    migration = classes.get("migration")
+    if migration is None or not migration.energies:
+        return None
+    lowest_x = min(migration.energies)
+    if migration.energies[lowest_x] >= 0:
+        doc.notes.append(
+            f"TM migration is unfavourable at every computed x (lowest dE_mig at x={lowest_x:.3f}: "
+            f"{migration.energies[lowest_x]:+.3f} eV): no coupled defect forms, the discharge retraces the charge"
+        )
+        return None
+    candidates = [r for r in rows if r.kind == "migration" and r.x == lowest_x and r.energy is not None]
+    return min(candidates, key=lambda r: r.energy)
+
+
+def _relithiated(migrated: DefectResult, context: dict, charge, doc: DefectStudyDoc) -> list[tuple[str, Structure]]:
+    """Orderings of the migrated host at each higher x of the charge grid (lowest Ewald first)."""
+    meta = next(c for c in context["candidates"] if c["label"] == migrated.label)
+    base = as_structure(meta["structure"])  # jobflow may hand back the object or its dict
+    full = as_structure(context["full_supercell"])
+    host = context["host"]
+    ion = host["working_ion"]
+    settings = context["settings"]
+    allowed = set(settings.get("active_sites") or [])
+    ion_sites = []
+    for sub in working_ion_sublattices(full, ion):
+        if allowed and not {sub.label, sub.label.lstrip("0123456789")} & allowed:
+            continue
+        ion_sites += [full[i].coords for i in sub.indices]
+    lithiated = base.copy()
+    added = []
+    for coords in ion_sites:
+        frac = lithiated.lattice.get_fractional_coords(coords)
+        if lithiated.lattice.get_all_distances(lithiated.frac_coords, [frac]).min() >= REINSERT_CLEARANCE:
+            lithiated.append(ion, frac)
+            added.append(len(lithiated) - 1)
+    if not added:
+        doc.notes.append("the migrated host has no free site to take the working ion back: no discharge branch")
+        return []
+    migrated_host = Host(
+        name=f"{host['name']} migrated",
+        structure=lithiated,
+        working_ion=ion,
+        redox_elements=host["redox_elements"],
+        oxidation_states=host["oxidation_states"],
+    )
+    # x against the original host's formula unit (the migrated host's own formula differs)
+    unit = framework_unit(host["formula"], ion)
+    full_units = units_of(lithiated.composition, unit, ion)
+    x_top = lithiated.composition[ion] / full_units
+    grid = {round(m["x"], 6) for m in context["pristine"]}
+    own_units = units_of(lithiated.composition, framework_unit(lithiated.composition.reduced_formula, ion), ion)
+
+    def on_branch(x_own: float) -> bool:
+        x = x_own * own_units / full_units
+        return x > migrated.x + 1e-9 and (round(x, 6) in grid or abs(x - x_top) < 1e-9)
+
+    orderings, _ = select_orderings(
+        migrated_host,
+        OrderingSettings(
+            supercell=[[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            ewald_keep=context["discharge_orderings"],
+            max_active_sites=settings.get("max_active_sites", 18),
+        ),
+        active_indices=added,
+        only=on_branch,
+    )
+    true_x = {id(o): o.structure.composition[ion] / full_units for o in orderings}
+    doc.notes.append(
+        f"discharge branch: {len(added)} {ion} sites re-filled around {migrated.label}; "
+        f"x from {migrated.x:.3f} to {x_top:.3f} (the site the TM took stays blocked)"
+    )
+    return [
+        (
+            f"discharge x={true_x[id(o)]:.3f} #{o.ewald_rank} [{migrated.label}]",
+            rattled(o.structure, settings.get("rattle", 0.0)),
+        )
+        for o in orderings
+    ]
+
+
+@job
+def defect_study(
+    doc: dict,
+    discharge_records: list,
+    discharge_labels: list[str],
+    migrated: dict | None,
+    migrated_record: dict | None,
+    ion_record,
+    pristine_meta: list[dict],
+    pristine_records: list[dict],
+    study: str,
+) -> DefectStudyDoc:
+    """Add the hysteresis loop (zero when nothing coupled formed) and finish the document."""
+    result = DefectStudyDoc.model_validate(doc)
+    host = result.host
+    ion = host["working_ion"]
+    framework = framework_unit(host["formula"], ion)
+    ion_rec = _parse(ion_record)
+    parsed = [CalculationRecord.model_validate(r) for r in pristine_records]
+    extra: list[CalculationRecord] = []
+    if ion_rec is not None and ion_rec.status == "ok" and len({round(m["x"], 6) for m in pristine_meta}) >= 2:
+        charge = voltage_profile(
+            [(m["label"], r.computed_entry()) for m, r in zip(pristine_meta, parsed, strict=True)],
+            ion_rec.computed_entry(),
+            ion,
+            framework,
+        )
+        discharge = None
+        if migrated is not None:
+            entries = [(migrated["label"], CalculationRecord.model_validate(migrated_record).computed_entry())]
+            for label, raw in zip(discharge_labels, discharge_records, strict=True):
+                record = _parse(raw)
+                if record is not None:
+                    extra.append(record)
+                if record is None or record.status != "ok":
+                    reason = "did not finish" if record is None else record.reason
+                    result.failed.append(
+                        FailedCalculation(
+                            label=label,
+                            formula="?" if record is None else record.formula,
+                            status="failed" if record is None else record.status,
+                            reason=reason or "",
+                        )
+                    )
+                    continue
+                entries.append((label, record.computed_entry()))
+            try:
+                discharge = voltage_profile(entries, ion_rec.computed_entry(), ion, framework)
+            except InsertflowError as exc:
+                result.missing.append(f"discharge branch: {exc}")
+        try:
+            loop = hysteresis_loop(charge, discharge)
+        except ValueError as exc:
+            result.missing.append(f"hysteresis: {exc}")
+        else:
+            result.hysteresis = HysteresisDoc(
+                definition=loop.definition,
+                coupled=loop.coupled,
+                migrated_label=None if migrated is None else migrated["label"],
+                charge=[StepDoc(**asdict(s)) for s in loop.charge],
+                discharge=[StepDoc(**asdict(s)) for s in loop.discharge],
+                segments=[
+                    {"x_low": a, "x_high": b, "v_charge": vc, "v_discharge": vd, "dv": vc - vd}
+                    for a, b, vc, vd in loop.segments
+                ],
+                average_hysteresis=loop.average_hysteresis,
+                energy_lost=loop.energy_lost,
+                x_range=list(loop.x_range),
+            )
+    else:
+        result.missing.append("hysteresis: needs the working-ion reference and two pristine compositions")
+    if any(c.kind == "migration" for c in result.classes) and result.hysteresis is not None:
+        result.hysteresis.definition += f"; migration threshold 0 eV, lowest x {min(m['x'] for m in pristine_meta):.3f}"
+    result.calculations = [*result.calculations, *extra]
+    result.new_calculations = sum(1 for r in result.calculations if not r.reused)
+    result.reused_calculations = sum(1 for r in result.calculations if r.reused)
+    summary = (
+        "no hysteresis"
+        if result.hysteresis is None
+        else (
+            f"hysteresis {result.hysteresis.average_hysteresis:.3f} V "
+            f"({'coupled: ' + result.hysteresis.migrated_label if result.hysteresis.coupled else 'no coupled defect'})"
+        )
+    )
+    classes = ", ".join(f"{c.kind} {c.classification}" for c in result.classes)
+    progress.emit(ANALYSIS_STAGE, f"defects {host['formula']}", f"{classes}; {summary}")
+    return result

@@ -1,0 +1,256 @@
+"""Defect generators, energies, classification and hysteresis (hand-made numbers and the mock)."""
+
+import io
+
+import numpy as np
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from insertflow.analysis.defects import classify, defect_energy, ion_chemical_potential
+from insertflow.analysis.hysteresis import hysteresis_loop
+from insertflow.analysis.profile import FARADAY_MAH_PER_MOL, voltage_profile
+from insertflow.errors import RecipeError
+from insertflow.hosts import load_host
+from insertflow.recipe import load_recipe, recipe_from_dict
+from insertflow.runner import run_recipe
+from insertflow.sampling.defects import (
+    MIN_DEFECT_DISTANCE,
+    DefectSettings,
+    check_host_can_have,
+    choose_supercell,
+    generate_defects,
+    image_distance,
+    pristine_orderings,
+)
+from insertflow.store import StoreConfig, open_store
+
+ALL = ["V_TM", "TM_Li", "Li_TM", "F_O", "migration"]
+
+
+@pytest.fixture(scope="module")
+def licoo2():
+    return load_host("LiCoO2")
+
+
+def defects_of(host, **settings):
+    chosen = DefectSettings(**settings)
+    matrix = choose_supercell(host, chosen)
+    made = {}
+    for ordering in pristine_orderings(host, matrix, chosen):
+        made[round(ordering.x, 4)] = (ordering, generate_defects(host, matrix, ordering, chosen)[0])
+    return matrix, made
+
+
+def test_generated_defects_have_the_right_composition_distances_and_records(licoo2):
+    matrix, made = defects_of(licoo2, kinds=ALL, x=[0.0, 0.5, 1.0], supercell=[2, 2, 1])
+    assert matrix == [[2, 0, 0], [0, 2, 0], [0, 0, 1]]
+    for x, (ordering, candidates) in made.items():
+        kinds = {c.kind for c in candidates}
+        assert kinds == (set(ALL) - {"TM_Li"} if x == 0.0 else set(ALL))  # no Li to replace in CoO2
+        for c in candidates:
+            expected = ordering.structure.composition + Composition({k: v for k, v in c.change.items() if v > 0})
+            expected -= Composition({k: -v for k, v in c.change.items() if v < 0})
+            assert c.structure.composition == expected
+            *_, distances = c.structure.get_neighbor_list(MIN_DEFECT_DISTANCE)
+            assert len(distances) == 0  # nothing closer than 1.5 A, even after the rattle
+            assert c.x == ordering.x and c.host_label == ordering.label and c.site
+            assert len(c.structure) == 48 + sum(c.change.values()) - (12 - ordering.structure.composition["Li"])
+    labels = [c.label for _, cs in made.values() for c in cs]
+    assert len(labels) == len(set(labels))
+
+
+def test_migration_hops_into_the_empty_li_layer(licoo2):
+    _, made = defects_of(licoo2, kinds=["migration"], x=[0.0, 1.0], supercell=[2, 2, 1], rattle=0.0)
+    (_, empty) = made[0.0]
+    assert len(empty) == 1  # CoO2: one distinct Co, one distinct nearest empty octahedral site
+    hop = empty[0]
+    assert hop.hop_distance == pytest.approx(2.85, abs=0.05)  # the Co -> Li-layer octahedron distance in CoO2
+    assert hop.destination == "3a"
+    assert hop.change == {}
+    # the moved Co really sits in the Li layer (the same height as a former Li site)
+    co_z = sorted(s.frac_coords[2] % 1 for s in hop.structure if s.specie.symbol == "Co")
+    assert any(abs(z - 0.0) < 0.01 or abs(z - 1.0) < 0.01 or abs(z - 1 / 3) < 0.01 for z in co_z)
+    (_, full) = made[1.0]
+    assert [c.destination for c in full] == ["exchange"]  # no empty site: the antisite pair
+
+
+def test_tetrahedral_sites_are_optional_and_face_sharing(licoo2):
+    _, made = defects_of(licoo2, kinds=["migration"], x=[0.0], supercell=[2, 2, 1], tetrahedral=True, rattle=0.0)
+    tet = [c for c in made[0.0][1] if c.destination == "tet"]
+    assert tet
+    assert all(1.5 < c.hop_distance < 2.0 for c in tet)  # through the shared face of the Co octahedron
+
+
+def test_li2mno3_migration_samples_both_li_layer_sites():
+    host = load_host("Li2MnO3")
+    _, made = defects_of(host, kinds=["migration"], x=[0.5], active_sites=["2c", "4h"], supercell=[1, 1, 1])
+    destinations = {c.destination for c in made[0.5][1]}
+    assert destinations == {"2c", "4h"}
+    assert all(c.structure.composition == made[0.5][0].structure.composition for c in made[0.5][1])
+
+
+def test_supercell_is_chosen_once_and_checked(licoo2):
+    settings = DefectSettings(min_image_distance=5.0)
+    matrix = choose_supercell(licoo2, settings)
+    cell = licoo2.structure.copy()
+    cell.make_supercell(matrix)
+    assert image_distance(cell) >= 5.0
+    assert len(cell) == 48  # 2x2x1 of the 12-atom hexagonal cell is the smallest that works
+    with pytest.raises(RecipeError, match=r"2\.82 A apart, below the minimum defects\.min_image_distance = 4\.5 A"):
+        choose_supercell(licoo2, DefectSettings(supercell=[1, 1, 1]))
+
+
+def test_defects_the_host_cannot_have_are_refused():
+    graphite = Structure(
+        Lattice.hexagonal(4.32, 3.7), ["Li", "C", "C"], [[0, 0, 0.5], [1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0]]
+    )
+    lic = load_host(graphite, check_oxidation_states=False)
+    with pytest.raises(RecipeError, match="V_TM: host LiC2 has no transition metal"):
+        check_host_can_have(lic, ["V_TM"])
+    sulfide = Structure(
+        Lattice.hexagonal(3.4, 6.2),
+        ["Li", "Ti", "S", "S"],
+        [[0, 0, 0.5], [0, 0, 0], [1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]],
+    )
+    with pytest.raises(RecipeError, match="F_O: host LiTiS2 has no O"):
+        check_host_can_have(load_host(sulfide), ["F_O"])
+    with pytest.raises(RecipeError, match="unknown V_O"):
+        DefectSettings(kinds=["V_O"])
+
+
+def test_defect_energy_and_ion_chemical_potential_by_hand():
+    assert defect_energy(-100.0, -105.0, {"Co": -1}, {"Co": -7.0}) == pytest.approx(-100 + 105 - 7.0)
+    assert defect_energy(-100.0, -101.0, {"F": 1, "O": -1}, {"F": -2.0, "O": -5.0}) == pytest.approx(
+        1 - (1 * -2.0 + -1 * -5.0)
+    )
+    with pytest.raises(KeyError, match="no chemical potential for Co"):
+        defect_energy(0, 0, {"Co": -1}, {})
+    li = ComputedEntry("Li", -2.0)
+    entries = [
+        (str(x), ComputedEntry(Composition({"Li": n, "Co": 2, "O": 4}), e))
+        for x, n, e in [(0, 0, -40.0), (0.5, 1, -45.4), (1, 2, -50.0)]
+    ]
+    profile = voltage_profile(entries, li, "Li")  # steps 3.4 V and 2.6 V
+    assert ion_chemical_potential(profile, 0.25) == pytest.approx(-2.0 - 3.4)
+    assert ion_chemical_potential(profile, 0.5) == pytest.approx(-2.0 - 3.0)  # a vertex: mean of both steps
+    assert ion_chemical_potential(profile, 1.0) == pytest.approx(-2.0 - 2.6)
+
+
+def test_classification_static_and_coupled():
+    migration = classify(
+        "migration", [(2.0, 0.45, "a"), (1.5, 0.67, "b"), (1.0, 0.68, "b"), (0.5, -0.43, "2c"), (0.5, 0.57, "4h")]
+    )
+    assert migration.classification == "coupled"
+    assert migration.onset_x == 0.5 and migration.onset_site == "2c"
+    assert migration.energies[0.5] == -0.43  # the lowest site at each x counts
+    control = classify("migration", [(1.0, 0.69, "a"), (0.5, 0.81, "b"), (0.25, 0.70, "c"), (0.0, 1.71, "d")])
+    assert control.classification == "static" and control.onset_x is None
+    always = classify("F_O", [(1.0, -0.5, "a"), (0.0, -0.4, "a")])
+    assert always.classification == "static"  # present at every x: it does not change with charge
+    wobbly = classify("V_TM", [(1.0, -0.1, "a"), (0.5, 0.2, "a"), (0.0, -0.3, "a")])
+    assert wobbly.classification == "coupled" and wobbly.notes
+
+
+def _profile(energies, ion=-2.0):
+    entries = [(f"x{x}", ComputedEntry(Composition({"Li": x, "Co": 1, "O": 2}), e)) for x, e in energies]
+    return voltage_profile(entries, ComputedEntry("Li", ion), "Li")
+
+
+def test_hysteresis_arithmetic_by_hand():
+    charge = _profile([(0, -20.0), (0.5, -22.7), (1, -25.0)])  # 3.4 V, 2.6 V
+    discharge = _profile([(0, -20.4), (0.5, -22.8), (1, -25.0)])  # migrated at x=0: 2.8 V, 2.4 V
+    loop = hysteresis_loop(charge, discharge)
+    assert [s.voltage for s in loop.discharge] == pytest.approx([2.8, 2.4])
+    assert loop.dv(0.25) == pytest.approx(0.6)
+    assert loop.dv(0.75) == pytest.approx(0.2)
+    assert loop.average_hysteresis == pytest.approx(0.4)  # = 0.4 eV gained by migrating, per unit x
+    capacity_per_x = FARADAY_MAH_PER_MOL / Composition("LiCoO2").weight
+    assert loop.energy_lost == pytest.approx(0.4 * capacity_per_x)  # ~110 Wh/kg per cycle
+    assert loop.coupled
+    none = hysteresis_loop(charge, None)
+    assert none.average_hysteresis == 0.0 and none.energy_lost == 0.0 and not none.coupled
+    assert all(v_ch == v_dis for _, _, v_ch, v_dis in none.segments)
+
+
+def test_hysteresis_on_a_shorter_discharge_range():
+    charge = _profile([(0, -20.0), (1, -25.0)])  # 3.0 V
+    discharge = _profile([(0, -20.3), (0.75, -23.9)])  # the blocked site caps x at 0.75
+    loop = hysteresis_loop(charge, discharge)
+    assert loop.x_range == (0, 0.75)
+    assert loop.discharge[0].voltage == pytest.approx(-(-23.9 + 20.3 + 1.5) / 0.75)
+    assert loop.average_hysteresis == pytest.approx(3.0 - 2.8)
+
+
+def mock_defects(**changes):
+    recipe = load_recipe("licoo2_defects_mock").model_dump(exclude={"folder"})
+    for key, value in changes.items():
+        recipe["defects" if key != "calculator" else key] = value
+    return recipe_from_dict(recipe)
+
+
+def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(load_recipe("licoo2_defects_mock"), store=store, stream=io.StringIO())
+    assert doc["kind"] == "defects" and doc["supercell_atoms"] == 48
+    assert {d["kind"] for d in doc["defects"]} == set(ALL)
+    assert all(d["status"] == "ok" and d["energy"] is not None for d in doc["defects"])
+    assert {c["kind"]: c["classification"] for c in doc["classes"]}["migration"] == "static"
+    assert doc["hysteresis"]["coupled"] is False
+    assert doc["hysteresis"]["average_hysteresis"] == 0.0  # zero, not a small negative number
+    v_tm = [d for d in doc["defects"] if d["kind"] == "V_TM"]
+    assert all(d["change"] == {"Co": -1} for d in v_tm)
+    # V_TM energy = E(def) - E(pristine) + mu_Co, with mu_Co from the computed hcp Co
+    assert all(d["energy"] == pytest.approx(d["raw_difference"] + doc["chemical_potentials"]["Co"]) for d in v_tm)
+    assert len(doc["f_o_reduction"]) == 4
+    again = run_recipe(load_recipe("licoo2_defects_mock"), store=store, stream=io.StringIO())
+    assert again["new_calculations"] == 0 and again["reused_calculations"] == doc["new_calculations"]
+
+
+def test_mock_coupled_migration_builds_the_discharge_branch():
+    recipe = mock_defects(
+        calculator={"name": "mock", "settings": {"tm_interaction": 20.0, "screening_length": 1.0}},
+        defects={"kinds": ["migration"], "x": [1.0, 0.5, 0.0], "supercell": [2, 2, 1]},
+    )
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    migration = next(c for c in doc["classes"] if c["kind"] == "migration")
+    assert migration["classification"] == "coupled"
+    assert migration["onset_x"] == 0.5
+    loop = doc["hysteresis"]
+    assert loop["coupled"] and loop["migrated_label"].startswith("migration Co")
+    discharge = [c for c in doc["calculations"] if c["label"].startswith("discharge")]
+    assert [round(float(c["label"].split("=")[1].split()[0]), 3) for c in discharge] == [0.5, 0.917]
+    # x = 11/12 at most: the Li site the Co took stays blocked
+    assert loop["x_range"] == pytest.approx([0.0, 11 / 12])
+    span = loop["x_range"][1] - loop["x_range"][0]
+    assert loop["average_hysteresis"] == pytest.approx(
+        sum((s["x_high"] - s["x_low"]) * s["dv"] for s in loop["segments"]) / span
+    )
+
+
+def test_failed_defect_relaxation_is_recorded_and_the_rest_completes():
+    recipe = mock_defects(calculator={"name": "mock", "settings": {"faults": {"Li12Co11O24": "raise"}}})
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    failed = [d for d in doc["defects"] if d["status"] == "failed"]
+    assert [d["kind"] for d in failed] == ["V_TM"] and failed[0]["x"] == 1.0
+    assert "mock fault 'raise'" in failed[0]["reason"]
+    assert any(f["label"] == failed[0]["label"] for f in doc["failed"])
+    v_tm = next(c for c in doc["classes"] if c["kind"] == "V_TM")
+    assert sorted(x for x, _ in v_tm["energies"]) == [0.0, 0.5]  # classified from what finished
+    assert doc["hysteresis"] is not None
+
+
+def test_f_o_needs_explicit_gas_chemical_potentials():
+    with pytest.raises(RecipeError, match=r"F_O needs defects\.chemical_potentials for O and F"):
+        run_recipe(
+            mock_defects(defects={"kinds": ["F_O"], "x": [1.0, 0.0], "supercell": [2, 2, 1]}),
+            store=open_store(StoreConfig(type="memory")),
+            stream=io.StringIO(),
+        )
+
+
+def test_rattle_is_reproducible(licoo2):
+    _, first = defects_of(licoo2, kinds=["V_TM"], x=[0.5], supercell=[2, 2, 1])
+    _, second = defects_of(licoo2, kinds=["V_TM"], x=[0.5], supercell=[2, 2, 1])
+    a, b = first[0.5][1][0].structure, second[0.5][1][0].structure
+    assert np.allclose(a.cart_coords, b.cart_coords)  # same content key on every run
