@@ -254,3 +254,34 @@ def test_rattle_is_reproducible(licoo2):
     _, second = defects_of(licoo2, kinds=["V_TM"], x=[0.5], supercell=[2, 2, 1])
     a, b = first[0.5][1][0].structure, second[0.5][1][0].structure
     assert np.allclose(a.cart_coords, b.cart_coords)  # same content key on every run
+
+
+def test_cli_shows_and_plots_a_defect_study(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from insertflow.cli import app
+    from insertflow.plotting import hysteresis_figure
+
+    recipe = load_recipe("licoo2_defects_mock").model_dump(exclude={"folder"}, exclude_none=True)
+    recipe["store"] = {"type": "embedded", "path": "store.sqlite"}
+    path = tmp_path / "defects.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "[calculations 23/23]" in result.output
+    assert "migration: static" in result.output
+    assert "Hysteresis: 0 V (no coupled defect forms" in result.output
+    shown = runner.invoke(app, ["show", str(path)])
+    assert "Calculations: 0 new" not in shown.output and "23 new" in shown.output
+    plotted = runner.invoke(app, ["plot", str(path), "--out", str(tmp_path / "figs")])
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "figs" / "licoo2-defects-mock_hysteresis.png").read_bytes()[:4] == b"\x89PNG"
+    from insertflow.db import latest_study
+
+    doc = latest_study(
+        open_store(StoreConfig(type="embedded", path=str(tmp_path / "store.sqlite"))), "licoo2-defects-mock"
+    )
+    lines = hysteresis_figure(doc).axes[0].lines
+    assert list(lines[0].get_ydata()) == list(lines[1].get_ydata())  # the branches coincide: no loop
