@@ -12,6 +12,7 @@ from insertflow.errors import CalculatorError
 REGISTRY = {
     "mock": "insertflow.calculators.mock:MockCalculator",
     "chgnet": "insertflow.calculators.chgnet:CHGNetCalculator",
+    "vasp": "insertflow.calculators.vasp:VaspCalculator",
 }
 
 

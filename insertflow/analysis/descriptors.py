@@ -1,0 +1,140 @@
+"""Band-structure descriptors from a pymatgen ``CompleteDos``: pure functions.
+
+Energies are relative to a reference E_ref: the valence-band maximum for a gapped system
+(gap above ``GAP_THRESHOLD``), the Fermi level otherwise.
+
+* band centres: projection-weighted mean energy of the O-2p (anion p) and TM-d states in the
+  window [E_ref - 10 eV, E_ref] (occupied states; pymatgen's ``get_band_center``);
+* non-bonding O-2p weight: the O-2p DOS integrated over [E_ref - 1 eV, E_ref], per O atom
+  (both spins), the signature of under-coordinated O next to V_TM or Li_TM;
+* E_F shift of a defective host against the pristine one: Fermi levels aligned on the O-2s
+  band centre (a deep, chemically inert level), so the shift is not a cell-size artefact.
+
+pymatgen's ``CompleteDos.get_gap`` reads a zero gap from smeared DOS grids; give the
+eigenvalue band edges (``Vasprun.eigenvalue_band_properties``) when they exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Element
+from pymatgen.electronic_structure.core import OrbitalType
+from pymatgen.electronic_structure.dos import CompleteDos
+
+from insertflow.errors import InsertflowError
+
+#: Below this gap (eV) the Fermi level is the energy reference.
+GAP_THRESHOLD = 0.1
+CENTRE_WINDOW = (-10.0, 0.0)
+NEAR_EF = 1.0
+O2S_WINDOW = (-30.0, -12.0)
+
+
+class DescriptorError(InsertflowError):
+    """The electronic-structure data cannot give the requested descriptor."""
+
+
+@dataclass
+class BandDescriptors:
+    """Gap, edges and band centres of one structure (eV; centres relative to ``reference``)."""
+
+    band_gap: float
+    vbm: float | None
+    cbm: float | None
+    efermi: float
+    reference: str  # "VBM" or "E_F"
+    reference_energy: float
+    anion_p_centre: float  # O-2p band centre
+    tm_d_centre: float | None
+    anion_p_near_ef: float  # states per O atom in [E_ref - 1 eV, E_ref]
+    anion: str = "O"
+    tm_elements: tuple[str, ...] = ()
+    window: tuple[float, float] = CENTRE_WINDOW
+
+    @property
+    def is_metal(self) -> bool:
+        """No gap above ``GAP_THRESHOLD``."""
+        return self.band_gap <= GAP_THRESHOLD
+
+
+def band_descriptors(
+    dos: CompleteDos,
+    band_edges: tuple[float, float, float] | None = None,
+    anion: str = "O",
+    tm_elements: list[str] | None = None,
+    window: tuple[float, float] = CENTRE_WINDOW,
+    near: float = NEAR_EF,
+) -> BandDescriptors:
+    """Descriptors of ``dos``; ``band_edges`` = (gap, cbm, vbm) from eigenvalues if known."""
+    _require_projections(dos)
+    elements = {el.symbol for el in dos.structure.composition.elements}
+    if anion not in elements:
+        raise DescriptorError(f"{dos.structure.composition.reduced_formula} has no {anion}: no {anion}-2p descriptors")
+    tms = sorted(tm_elements or [el for el in elements if Element(el).is_transition_metal])
+    if band_edges is not None:
+        gap, cbm, vbm = (float(v) for v in band_edges)
+    else:
+        gap = float(dos.get_gap(tol=1e-3))
+        cbm, vbm = (float(v) for v in dos.get_cbm_vbm(tol=1e-3))
+    gapped = gap > GAP_THRESHOLD
+    reference_energy = vbm if gapped else float(dos.efermi)
+    offset = reference_energy - dos.efermi  # get_band_center's erange is relative to E_F
+    erange = (window[0] + offset, window[1] + offset)
+    p_centre = dos.get_band_center(band=OrbitalType.p, elements=[Element(anion)], erange=erange) - offset
+    d_centre = None
+    if tms:
+        d_centre = dos.get_band_center(band=OrbitalType.d, elements=[Element(t) for t in tms], erange=erange) - offset
+    return BandDescriptors(
+        band_gap=gap,
+        vbm=vbm if gapped else None,
+        cbm=cbm if gapped else None,
+        efermi=float(dos.efermi),
+        reference="VBM" if gapped else "E_F",
+        reference_energy=reference_energy,
+        anion_p_centre=float(p_centre),
+        tm_d_centre=None if d_centre is None else float(d_centre),
+        anion_p_near_ef=projected_weight(dos, anion, OrbitalType.p, (reference_energy - near, reference_energy)),
+        anion=anion,
+        tm_elements=tuple(tms),
+        window=window,
+    )
+
+
+def projected_weight(dos: CompleteDos, element: str, orbital: OrbitalType, energy_range: tuple[float, float]) -> float:
+    """Integrated ``element`` ``orbital`` DOS (both spins) over absolute energies, per atom of it."""
+    _require_projections(dos)
+    projected = dos.get_element_spd_dos(element).get(orbital)
+    if projected is None:
+        raise DescriptorError(f"the DOS has no {element} {orbital.name} projection")
+    energies = np.asarray(projected.energies)
+    density = sum(np.asarray(d) for d in projected.densities.values())
+    low, high = energy_range
+    inside = (energies >= low) & (energies <= high)
+    if inside.sum() < 2:
+        # a coarse grid: interpolate so a 1 eV window is never empty
+        grid = np.linspace(low, high, 50)
+        weight = float(np.trapezoid(np.interp(grid, energies, density), grid))
+    else:
+        weight = float(np.trapezoid(density[inside], energies[inside]))
+    return weight / dos.structure.composition[element]
+
+
+def fermi_level_shift(defective: CompleteDos, pristine: CompleteDos, anion: str = "O") -> float:
+    """E_F(defective) - E_F(pristine), each measured from its own anion-2s band centre (eV)."""
+    shifts = []
+    for dos in (defective, pristine):
+        _require_projections(dos)
+        s_centre = dos.get_band_center(band=OrbitalType.s, elements=[Element(anion)], erange=O2S_WINDOW)
+        shifts.append(-s_centre)  # E_F - centre, as get_band_center is relative to E_F
+    return float(shifts[0] - shifts[1])
+
+
+def _require_projections(dos: CompleteDos) -> None:
+    if dos is None:
+        raise DescriptorError("no density of states in this output: run a DOS calculation (VASP: LORBIT = 11)")
+    if not getattr(dos, "pdos", None):
+        raise DescriptorError(
+            "the density of states has no site projections: rerun with projections (VASP: LORBIT = 11)"
+        )

@@ -1,0 +1,129 @@
+"""VASP through atomate2's Materials Project makers, run under custodian by atomate2.
+
+Settings come from a preset under ``inputs/vasp/`` (MP GGA+U: U values, MAGMOMs, DOS
+flags), applied on top of pymatgen's ``MPRelaxSet`` / ``MPStaticSet`` so entries carry MP's
+parameters and get MP2020 corrections: voltages compare with the Materials Project.
+No POTCAR ships with insertflow: pymatgen finds yours through ``PMG_VASP_PSP_DIR``
+(``pmg config --add PMG_VASP_PSP_DIR /path/to/potcars``); inputs can be generated and
+checked without them (``input_set(..., potcar_spec=True)`` writes POTCAR.spec only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any, ClassVar
+
+import yaml
+from monty.json import MSONable
+from pymatgen.core import Structure
+from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
+
+from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.errors import CalculatorError
+from insertflow.resources import shipped_dir
+
+
+def load_preset(name: str) -> dict:
+    """A VASP preset from ``inputs/vasp/<name>.yaml``."""
+    path = shipped_dir("inputs") / "vasp" / f"{name}.yaml"
+    if not path.exists():
+        available = ", ".join(p.stem for p in sorted(path.parent.glob("*.yaml")))
+        raise CalculatorError(f"unknown VASP preset '{name}'; available: {available}")
+    return yaml.safe_load(path.read_text())
+
+
+@dataclass
+class VaspCalculator(MSONable):
+    """VASP relax / static / DOS static with MP-compatible PBE+U (atomate2 + custodian)."""
+
+    name: ClassVar[str] = "vasp"
+    supports_fixed_normal: ClassVar[bool] = False  # a stacking-only cell constraint needs IOPTCELL (VASP >= 6.4)
+
+    preset: str = "mp_gga_u"
+    user_incar_settings: dict = field(default_factory=dict)  # on top of the preset, e.g. {"EDIFF": 1e-6}
+    dos: bool = True  # static tasks are DOS-quality (LORBIT 11, tetrahedron)
+
+    def __post_init__(self) -> None:
+        self._preset = load_preset(self.preset)
+
+    def incar_settings(self, structure: Structure, task: str) -> dict:
+        """The INCAR overrides insertflow adds to MP's set for ``structure`` and ``task``."""
+        elements = {el.symbol for el in structure.composition.elements}
+        preset = self._preset
+        magmom = {el: preset["magmom"].get(el, preset["magmom"]["default"]) for el in sorted(elements)}
+        settings: dict[str, Any] = {"MAGMOM": magmom}
+        if elements & {"O", "F"}:
+            settings["LDAUU"] = {"O": {el: u for el, u in preset["hubbard_u"].items() if el in elements}}
+            if "F" in elements:
+                settings["LDAUU"]["F"] = settings["LDAUU"]["O"]
+        if task == "static" and self.dos:
+            settings.update(preset["dos_static"])
+        settings.update(self.user_incar_settings)
+        return settings
+
+    def input_set(self, structure: Structure, task: str, potcar_spec: bool = False):
+        """pymatgen's VaspInput (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec) for ``task``."""
+        return self._generator(structure, task).get_input_set(structure, potcar_spec=potcar_spec)
+
+    def _generator(self, structure: Structure, task: str):
+        from pymatgen.io.vasp.sets import MPRelaxSet, MPStaticSet
+
+        cls = MPRelaxSet if task == "relax" else MPStaticSet
+        return cls(
+            force_gamma=True,
+            auto_metal_kpoints=True,
+            inherit_incar=False,
+            user_incar_settings=self.incar_settings(structure, task),
+        )
+
+    def identity(self) -> dict:
+        """atomate2/pymatgen versions, the preset's values and the overrides."""
+        return {
+            "name": self.name,
+            "version": f"atomate2 {version('atomate2')}, pymatgen {version('pymatgen')}",
+            "settings": {
+                "preset": self._preset,
+                "user_incar_settings": dict(sorted(self.user_incar_settings.items())),
+                "dos": self.dos,
+            },
+        }
+
+    def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None):
+        """atomate2's ``MPGGARelaxMaker`` or ``MPGGAStaticMaker`` job (custodian runs VASP)."""
+        validate_task(task)
+        from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
+
+        maker_cls = MPGGARelaxMaker if task == "relax" else MPGGAStaticMaker
+        return maker_cls(input_set_generator=self._generator(structure, task)).make(structure)
+
+    def outcome(self, output: Any) -> CalculationOutcome:
+        """Entry (with MP2020 corrections) from atomate2's ``TaskDoc``; unsuccessful runs are refused."""
+        state = str(field_of(output, "state") or "")
+        structure = as_structure(field_of(output, "output", "structure") or field_of(output, "structure"))
+        formula = structure.composition.reduced_formula
+        if state and not state.endswith("successful"):
+            raise CalculatorError(
+                f"VASP run for {formula} ended in state '{state}' (electronic or ionic convergence failed); "
+                "see its custodian.json and OUTCAR"
+            )
+        raw = field_of(output, "entry")
+        entry = raw if isinstance(raw, ComputedEntry) else ComputedEntry.from_dict(raw)
+        energy = check_energy(entry.uncorrected_energy, formula, "vasp")
+        structured = ComputedStructureEntry(
+            structure, energy, parameters=entry.parameters, data=dict(entry.data), entry_id=entry.entry_id
+        )
+        corrected = MaterialsProject2020Compatibility(check_potcar=False).process_entry(structured)
+        if corrected is None:
+            raise CalculatorError(
+                f"MP2020 compatibility rejected the VASP entry of {formula}: its run type or POTCARs are not MP's"
+            )
+        magmoms = field_of(output, "output", "magmoms") or None
+        return CalculationOutcome(
+            entry=corrected,
+            converged=True,
+            n_steps=len(field_of(output, "output", "ionic_steps") or []) or None,
+            wall_time_s=field_of(output, "run_stats", "overall", "Elapsed time (sec)"),
+            magmoms=None if magmoms is None else [float(m) for m in magmoms],
+        )

@@ -1,0 +1,124 @@
+"""VASP through atomate2: inputs generated and checked without any POTCAR, outputs corrected like MP."""
+
+import pytest
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from insertflow.calculators import get_calculator
+from insertflow.errors import CalculatorError
+from insertflow.hosts import load_host
+from insertflow.recipe import recipe_from_dict
+from insertflow.runner import build_study
+
+
+@pytest.fixture(autouse=True)
+def no_potcars(monkeypatch, tmp_path):
+    monkeypatch.setenv("PMG_VASP_PSP_DIR", str(tmp_path / "no-potcars-here"))
+
+
+@pytest.fixture(scope="module")
+def vasp():
+    return get_calculator("vasp")
+
+
+def incar_for(vasp, host: str, task: str):
+    structure = load_host(host).structure
+    inputs = vasp.input_set(structure, task, potcar_spec=True)
+    return structure, inputs
+
+
+def test_licoo2_static_dos_inputs_without_potcars(vasp):
+    structure, inputs = incar_for(vasp, "LiCoO2", "static")
+    assert set(inputs) == {"INCAR", "KPOINTS", "POSCAR", "POTCAR.spec"}
+    incar = inputs["INCAR"]
+    assert incar["ISPIN"] == 2
+    assert incar["LDAU"] is True
+    symbols = [el.symbol for el in inputs["POSCAR"].structure.composition.elements]
+    u = dict(zip(symbols, incar["LDAUU"], strict=True))
+    assert u == {"Li": 0, "Co": 3.32, "O": 0}  # MP's U on Co-d, only in oxides
+    assert dict(zip(symbols, incar["LDAUL"], strict=True))["Co"] == 2
+    assert incar["LORBIT"] == 11 and incar["NEDOS"] == 3001 and incar["ISMEAR"] == -5
+    magmom = dict(zip([s.specie.symbol for s in inputs["POSCAR"].structure], incar["MAGMOM"], strict=True))
+    assert magmom["Co"] == 0.6
+    assert inputs["POTCAR.spec"].split() == ["Li_sv", "Co", "O"]
+    kpoints = inputs["KPOINTS"].kpts[0]
+    assert kpoints[0] * kpoints[1] * kpoints[2] * len(structure) >= 1000  # MP's k-point density per atom
+
+
+@pytest.mark.parametrize(
+    ("host", "tm", "u", "moment"),
+    [("LiFePO4", "Fe", 5.3, 5.0), ("LiNiO2", "Ni", 6.2, 5.0), ("Li2MnO3", "Mn", 3.9, 5.0)],
+)
+def test_u_values_and_moments_follow_the_preset(vasp, host, tm, u, moment):
+    _, inputs = incar_for(vasp, host, "relax")
+    incar = inputs["INCAR"]
+    symbols = [el.symbol for el in inputs["POSCAR"].structure.composition.elements]
+    assert dict(zip(symbols, incar["LDAUU"], strict=True))[tm] == u
+    per_site = [s.specie.symbol for s in inputs["POSCAR"].structure]
+    assert {m for sym, m in zip(per_site, incar["MAGMOM"], strict=True) if sym == tm} == {moment}
+    assert incar["ISIF"] == 3 and incar["NSW"] > 0
+
+
+def test_user_settings_override_and_change_the_identity(vasp):
+    tight = get_calculator("vasp", {"user_incar_settings": {"EDIFF": 1e-7}})
+    _, inputs = incar_for(tight, "LiCoO2", "relax")
+    assert inputs["INCAR"]["EDIFF"] == 1e-7
+    assert tight.identity() != vasp.identity()
+    with pytest.raises(CalculatorError, match="unknown VASP preset 'mp_r2scan'"):
+        get_calculator("vasp", {"preset": "mp_r2scan"})
+
+
+def test_jobs_are_atomate2_mp_makers(vasp):
+    from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
+
+    structure = load_host("LiCoO2").structure
+    relax = vasp.make_job(structure, "relax")
+    static = vasp.make_job(structure, "static")
+    assert isinstance(relax.maker, MPGGARelaxMaker) and isinstance(static.maker, MPGGAStaticMaker)
+    assert static.maker.input_set_generator.user_incar_settings["LORBIT"] == 11
+
+
+def test_every_study_builds_with_vasp():
+    for study, extra in (
+        ("end_member_voltage", {}),
+        ("insertion_levels", {"levels": {"max_size": 2}}),
+        ("defects", {"defects": {"x": [1.0, 0.0], "supercell": [2, 2, 1]}}),
+    ):
+        recipe = recipe_from_dict(
+            {"name": "v", "host": "LiCoO2", "study": study, "calculator": {"name": "vasp"}, **extra}
+        )
+        _, flow, plan = build_study(recipe)
+        assert plan["calculations"] >= 3 and flow.jobs
+
+
+def task_doc(state="successful"):
+    structure = load_host("LiCoO2").structure.get_primitive_structure()
+    entry = ComputedEntry(
+        structure.composition,
+        -23.0,
+        parameters={
+            "run_type": "GGA+U",
+            "is_hubbard": True,
+            "hubbards": {"Li": 0.0, "Co": 3.32, "O": 0.0},
+            "potcar_symbols": ["PBE Li_sv", "PBE Co", "PBE O"],
+        },
+    )
+    return {
+        "state": state,
+        "output": {"structure": structure.as_dict(), "magmoms": [0.0, 0.1, 0.0, 0.0]},
+        "entry": entry.as_dict(),
+    }
+
+
+def test_outputs_get_mp2020_corrections(vasp):
+    outcome = vasp.outcome(task_doc())
+    entry = outcome.entry
+    assert entry.uncorrected_energy == pytest.approx(-23.0)
+    names = " ".join(a.name for a in entry.energy_adjustments)
+    assert "oxide" in names and "Co" in names  # the anion and the U corrections, as in MP
+    assert entry.energy < entry.uncorrected_energy
+    assert outcome.magmoms == [0.0, 0.1, 0.0, 0.0]
+
+
+def test_unconverged_vasp_runs_are_failures(vasp):
+    with pytest.raises(CalculatorError, match="ended in state 'failed'"):
+        vasp.outcome(task_doc("failed"))
