@@ -53,7 +53,7 @@ def test_fermi_level_shift_is_aligned_and_antisymmetric(both):
 def test_dos_without_projections_is_refused(both):
     (run, _), _ = both
     total_only = CompleteDos(run.complete_dos.structure, run.complete_dos, {})
-    with pytest.raises(DescriptorError, match="no site projections.*LORBIT = 11"):
+    with pytest.raises(DescriptorError, match=r"no site projections.*LORBIT = 11"):
         band_descriptors(total_only)
     with pytest.raises(DescriptorError, match="no density of states"):
         band_descriptors(None)

@@ -64,7 +64,7 @@ class VaspCalculator(MSONable):
         return settings
 
     def input_set(self, structure: Structure, task: str, potcar_spec: bool = False):
-        """pymatgen's VaspInput (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec) for ``task``."""
+        """Pymatgen's VaspInput (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec) for ``task``."""
         return self._generator(structure, task).get_input_set(structure, potcar_spec=potcar_spec)
 
     def _generator(self, structure: Structure, task: str):
