@@ -39,7 +39,13 @@ def run(
         config = resolve_store_config(loaded.store, store, loaded.folder)
         doc = run_recipe(loaded, store=open_store(config), verbose=verbose)
         typer.echo(render_summary(doc, describe(config)))
-    complete = doc.get("hysteresis") is not None if doc.get("kind") == "defects" else doc.get("average_voltage")
+    kind = doc.get("kind")
+    if kind == "defects":
+        complete = doc.get("hysteresis") is not None
+    elif kind == "electronic_structure":
+        complete = bool(doc.get("points")) and all(p.get("descriptors") for p in doc["points"])
+    else:
+        complete = doc.get("average_voltage")
     if complete is None or complete is False or doc.get("failed"):
         raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 
@@ -95,6 +101,8 @@ def render_summary(doc: dict, where: str) -> str:
         return render_levels(doc, where)
     if doc.get("kind") == "defects":
         return render_defects(doc, where)
+    if doc.get("kind") == "electronic_structure":
+        return render_electronic(doc, where)
     host, calc = doc["host"], doc["calculator"]
     lines = [
         f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}]",
@@ -211,14 +219,50 @@ def render_defects(doc: dict, where: str) -> str:
         else:
             lines.append("Hysteresis: 0 V (no coupled defect forms; the discharge retraces the charge)")
     lines.extend(f"  Note: {note}" for note in doc.get("notes", []))
-    for failure in doc.get("failed", []):
-        lines.append(f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}")
+    return "\n".join(lines + _footer(doc, where))
+
+
+def render_electronic(doc: dict, where: str) -> str:
+    """Descriptors and implied oxidation states per x."""
+    host, calc, es = doc["host"], doc["calculator"], doc["electronic_calculator"]
+    lines = [
+        f"Study {doc['study']}: electronic structure of {host['formula']}, relaxed with {calc['name']}, "
+        f"electronic structure with {es['name']} [{es['version']}]",
+        f"  {'x':>6} {'gap':>6} {'ref':>4} {'O-2p':>7} {'TM-d':>7} {'O-2p<E_F':>9}  oxidation (from moments)",
+    ]
+    for point in doc.get("points", []):
+        d = point.get("descriptors") or {}
+        census = "; ".join(
+            f"{el} " + ", ".join(f"{n}x{state}" for state, n in states.items())
+            for el, states in point.get("implied_oxidation", {}).items()
+        )
+        if d:
+            tm_d = "" if d.get("tm_d_centre") is None else f"{d['tm_d_centre']:7.2f}"
+            lines.append(
+                f"  {point['x']:6.3f} {d['band_gap']:6.2f} {d['reference']:>4} {d['anion_p_centre']:7.2f} {tm_d:>7} "
+                f"{d['anion_p_near_ef']:9.3f}  {census}"
+            )
+        else:
+            lines.append(f"  {point['x']:6.3f} {'-':>6}  {census}")
+    lines.append(
+        "  (eV; centres relative to the reference: VBM if gapped, else E_F; window -10..0 eV; "
+        "O-2p<E_F: states per O in the last 1 eV)"
+    )
+    return "\n".join(lines + _footer(doc, where))
+
+
+def _footer(doc: dict, where: str) -> list[str]:
+    """Failures, missing pieces and the calculation counts, as every study summary ends."""
+    lines = [
+        f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}"
+        for failure in doc.get("failed", [])
+    ]
     lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
     lines.append(
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
         f"{len(doc.get('failed', []))} failed or flagged. Stored in {where}"
     )
-    return "\n".join(lines)
+    return lines
 
 
 class _one_line_errors:

@@ -120,10 +120,34 @@ def hysteresis_figure(doc: dict) -> Figure:
     return fig
 
 
+def pdos_figure(doc: dict, x: float) -> Figure:
+    """Projected DOS (O-2p, TM-d) at composition ``x`` with the reference energy marked."""
+    points = [p for p in doc.get("points", []) if p.get("descriptors")]
+    if not points:
+        raise InsertflowError(f"study '{doc.get('study')}' has no projected DOS to plot")
+    point = min(points, key=lambda p: abs(p["x"] - x))
+    pdos = point["descriptors"]["pdos"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for index, (label, curve) in enumerate(pdos["curves"].items()):
+        ax.plot(pdos["energies"], curve, color=f"C{index}", label=label)
+    ax.axvline(0.0, color="0.3", ls="--", lw=1, label=pdos["reference"])
+    ax.set_xlabel(f"energy relative to {pdos['reference']} (eV)")
+    ax.set_ylabel("projected DOS (states/eV/cell)")
+    gap = point["descriptors"]["band_gap"]
+    ax.set_title(f"{point['formula']} (x = {point['x']:.3f}): gap {gap:.2f} eV, {doc['electronic_calculator']['name']}")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
     if doc.get("kind") == "defects":
         figures = {"hysteresis": hysteresis_figure(doc)}
+    elif doc.get("kind") == "electronic_structure":
+        figures = {f"pdos_x{p['x']:.3f}": pdos_figure(doc, p["x"]) for p in doc["points"] if p.get("descriptors")}
+        if not figures:
+            raise InsertflowError(f"study '{doc['study']}' has no projected DOS to plot")
     else:
         figures = {  # all built before anything is written: a refused study leaves no folder behind
             "hull": hull_figure(doc),

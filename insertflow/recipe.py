@@ -73,6 +73,16 @@ class DefectsSpec(BaseModel):
     max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")
 
 
+class ElectronicSpec(BaseModel):
+    """Electronic structure along x (see insertflow.flows.electronic)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calculator: CalculatorSpec = Field(description="Static + DOS calculator, e.g. xtb or vasp")
+    x: list[float] | None = Field(None, description="Compositions; end members are always included")
+    max_size: int = Field(2, ge=1, description="Supercells of 1..max_size primitive cells for intermediate x")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -80,7 +90,7 @@ class Recipe(BaseModel):
 
     name: str = Field(description="Study name; results are stored and shown under it")
     description: str = ""
-    study: Literal["end_member_voltage", "insertion_levels", "defects"] = "end_member_voltage"
+    study: Literal["end_member_voltage", "insertion_levels", "defects", "electronic_structure"] = "end_member_voltage"
     host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
     working_ion: str = "Li"
     check_oxidation_states: bool = True
@@ -88,6 +98,7 @@ class Recipe(BaseModel):
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec)
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
+    electronic: ElectronicSpec | None = Field(None, description="Settings of an electronic_structure study")
     store: dict | None = Field(None, description="Store configuration (see insertflow.store); no credentials")
     workdir: str | None = Field(None, description="Where job folders go; a temporary folder if unset")
 
@@ -100,6 +111,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'levels' section belongs to study: insertion_levels")
         if self.defects is not None and self.study != "defects":
             raise ValueError("the 'defects' section belongs to study: defects")
+        if (self.electronic is not None) != (self.study == "electronic_structure"):
+            raise ValueError("study: electronic_structure needs an 'electronic' section (and only it has one)")
         return self
 
 

@@ -16,6 +16,7 @@ from insertflow.db import latest_study
 from insertflow.errors import InsertflowError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.defects import DefectStudyMaker
+from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
 from insertflow.flows.levels import InsertionLevelsMaker
 from insertflow.hosts import Host, load_host
@@ -40,6 +41,18 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
         return host, *_levels_flow(recipe, host, calculator, guard)
     if recipe.study == "defects":
         return host, *_defects_flow(recipe, host, calculator, guard)
+    if recipe.study == "electronic_structure":
+        spec = recipe.electronic
+        maker = ElectronicStructureMaker(
+            calculator=calculator,
+            electronic_calculator=get_calculator(spec.calculator.name, spec.calculator.settings),
+            orderings=OrderingSettings(max_size=spec.max_size, x=spec.x, ewald_keep=1),
+            guard=guard,
+            study=recipe.name,
+        )
+        flow = maker.make(host)
+        relaxations = len([j for j in flow.jobs if j.name.startswith("relax")])
+        return host, flow, {"calculations": 2 * relaxations, "analysis": 1}
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}

@@ -39,6 +39,7 @@ class CalculationRecord(BaseModel):
     layer_gap_growth: float | None = Field(None, description="Growth of the widest interlayer slab on relaxing (A)")
     constrained: bool = Field(False, description="Relaxed with the drifting stacking spacing held fixed")
     job_uuid: str | None = Field(None, description="uuid of the job that ran the calculation")
+    descriptors: dict | None = Field(None, description="Band descriptors, when the calculator gave a projected DOS")
 
     def computed_entry(self) -> ComputedStructureEntry | None:
         """A copy of the pymatgen entry (None for failed records), safe to annotate."""
@@ -165,6 +166,17 @@ class InsertionLevelsDoc(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StudyRecords(BaseModel):
+    """What every study document ends with: its calculations and what went wrong."""
+
+    calculations: list[CalculationRecord] = Field(default_factory=list)
+    failed: list[FailedCalculation] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    new_calculations: int = 0
+    reused_calculations: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class DefectResult(BaseModel):
     """One defect (or migration pair) in one pristine ordering at one x."""
 
@@ -212,7 +224,7 @@ class HysteresisDoc(BaseModel):
     x_range: list[float] | None = None
 
 
-class DefectStudyDoc(BaseModel):
+class DefectStudyDoc(StudyRecords):
     """Defects across the state of charge, their classification and the hysteresis they cause."""
 
     study: str
@@ -229,10 +241,29 @@ class DefectStudyDoc(BaseModel):
     classes: list[DefectClassDoc] = Field(default_factory=list)
     f_o_reduction: list[str] = Field(default_factory=list, description="Which TM the F_O donor electron reduces")
     hysteresis: HysteresisDoc | None = None
-    calculations: list[CalculationRecord] = Field(default_factory=list)
-    failed: list[FailedCalculation] = Field(default_factory=list)
-    missing: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-    new_calculations: int = 0
-    reused_calculations: int = 0
-    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ElectronicPoint(BaseModel):
+    """One composition: its relaxed structure's moments and its electronic-structure descriptors."""
+
+    label: str
+    x: float
+    formula: str
+    relax_status: Status | None = None
+    static_status: Status | None = None
+    reason: str | None = None
+    tm_moments: dict[str, list[float]] = Field(default_factory=dict, description="muB per TM site (relax calculator)")
+    implied_oxidation: dict[str, dict[str, int]] = Field(default_factory=dict, description="From the moments")
+    descriptors: dict | None = Field(None, description="Gap, edges, band centres, O-2p weight near E_F, PDOS")
+
+
+class ElectronicStudyDoc(StudyRecords):
+    """Band descriptors along x: relaxed with one calculator, electronic structure from another."""
+
+    study: str
+    kind: Literal["electronic_structure"] = "electronic_structure"
+    host: dict
+    calculator: dict = Field(description="Relaxation calculator")
+    electronic_calculator: dict
+    points: list[ElectronicPoint] = Field(default_factory=list)

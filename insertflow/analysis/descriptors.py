@@ -138,3 +138,21 @@ def _require_projections(dos: CompleteDos) -> None:
         raise DescriptorError(
             "the density of states has no site projections: rerun with projections (VASP: LORBIT = 11)"
         )
+
+
+def compact_pdos(
+    dos: CompleteDos, descriptors: BandDescriptors, window: tuple[float, float] = (-10.0, 5.0), step: float = 0.05
+) -> dict:
+    """Anion-p and TM-d DOS (states/eV per cell, both spins) on a coarse grid relative to E_ref, for plots."""
+    grid = np.arange(window[0], window[1] + step / 2, step)
+    curves = {}
+    for label, element, orbital in [(f"{descriptors.anion}-p", descriptors.anion, OrbitalType.p)] + [
+        (f"{tm}-d", tm, OrbitalType.d) for tm in descriptors.tm_elements
+    ]:
+        projected = dos.get_element_spd_dos(element).get(orbital)
+        if projected is None:
+            continue
+        density = sum(np.asarray(d) for d in projected.densities.values())
+        energies = np.asarray(projected.energies) - descriptors.reference_energy
+        curves[label] = np.round(np.interp(grid, energies, density), 4).tolist()
+    return {"energies": np.round(grid, 4).tolist(), "reference": descriptors.reference, "curves": curves}

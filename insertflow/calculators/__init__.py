@@ -13,6 +13,7 @@ REGISTRY = {
     "mock": "insertflow.calculators.mock:MockCalculator",
     "chgnet": "insertflow.calculators.chgnet:CHGNetCalculator",
     "vasp": "insertflow.calculators.vasp:VaspCalculator",
+    "xtb": "insertflow.calculators.xtb:XTBCalculator",
 }
 
 

@@ -24,6 +24,8 @@ class CalculationOutcome:
     n_steps: int | None = None
     wall_time_s: float | None = None
     magmoms: list[float] | None = None
+    dos: Any = None  # pymatgen CompleteDos when the calculator computes one
+    band_edges: tuple[float, float, float] | None = None  # (gap, cbm, vbm) in eV from eigenvalues
 
     @property
     def structure(self) -> Structure:

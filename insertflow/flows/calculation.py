@@ -9,7 +9,7 @@ calculator it drives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
@@ -17,6 +17,7 @@ from monty.json import MSONable
 from pymatgen.core import Structure
 
 from insertflow import progress
+from insertflow.analysis.descriptors import DescriptorError, band_descriptors, compact_pdos
 from insertflow.analysis.layers import largest_gap_growth
 from insertflow.calculators.base import Calculator
 from insertflow.errors import CalculatorError
@@ -191,6 +192,13 @@ def record_calculation(
                 "Use layer_guard.policy: constrain, or a looser fmax"
             )
 
+    descriptors = None
+    if outcome.dos is not None:
+        try:
+            found = band_descriptors(outcome.dos, band_edges=outcome.band_edges)
+            descriptors = {**asdict(found), "pdos": compact_pdos(outcome.dos, found)}
+        except DescriptorError as exc:
+            reason = f"{reason + '; ' if reason else ''}no band descriptors: {exc}"
     entry = outcome.entry
     entry.entry_id = key
     entry.data.update({"content_key": key, "label": label})
@@ -204,6 +212,7 @@ def record_calculation(
         wall_time_s=outcome.wall_time_s,
         magmoms=outcome.magmoms,
         layer_gap_growth=growth,
+        descriptors=descriptors,
         **base,
     )
     progress.emit(

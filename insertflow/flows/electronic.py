@@ -1,0 +1,134 @@
+"""Electronic structure along x: relax with one calculator, then static + DOS with another.
+
+The intended cheap protocol is "relax with CHGNet, electronic structure with xTB (or VASP
+on HPC)". Each composition is the lowest-Ewald ordering at that x; both steps are
+reuse-aware calculations; descriptors are computed when the static record is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobflow import Flow, Maker, OnMissing, Response, job
+
+from insertflow import progress
+from insertflow.analysis.magnetism import oxidation_census
+from insertflow.calculators.base import Calculator
+from insertflow.errors import CalculatorError
+from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.hosts import Host
+from insertflow.sampling.orderings import OrderingSettings, select_orderings
+from insertflow.schemas import CalculationRecord, ElectronicPoint, ElectronicStudyDoc, FailedCalculation
+
+ANALYSIS_STAGE = "analysis"
+
+
+@dataclass
+class ElectronicStructureMaker(Maker):
+    """Relax the lowest-Ewald ordering at each x, then its electronic structure."""
+
+    name: str = "electronic structure"
+    calculator: Calculator | None = None
+    electronic_calculator: Calculator | None = None
+    orderings: OrderingSettings = field(default_factory=lambda: OrderingSettings(max_size=2, ewald_keep=1))
+    guard: LayerGuard = field(default_factory=LayerGuard)
+    study: str = "study"
+
+    def make(self, host: Host) -> Flow:
+        """The study flow; its output is an ``ElectronicStudyDoc``."""
+        if self.calculator is None or self.electronic_calculator is None:
+            raise CalculatorError("ElectronicStructureMaker needs a relaxation and an electronic calculator")
+        orderings, _ = select_orderings(host, self.orderings)
+        relax = [
+            CalculationMaker(
+                calculator=self.calculator, label=f"relax {o.label}", task="relax", study=self.study, guard=self.guard
+            ).make(o.structure)
+            for o in orderings
+        ]
+        statics = electronic_statics(
+            [j.output for j in relax],
+            [{"label": o.label, "x": o.x} for o in orderings],
+            self.electronic_calculator,
+            {"study": self.study, "host": host.summary(), "calculator": self.calculator.identity()},
+        )
+        statics.name = f"electronic structure of {len(orderings)} compositions"
+        statics.config.on_missing_references = OnMissing.NONE
+        statics.metadata["insertflow"] = {"kind": "electronic_statics", "study": self.study}
+        return Flow([*relax, statics], output=statics.output, name=f"{self.study}: {self.name}")
+
+
+@job
+def electronic_statics(records: list, points: list[dict], electronic: Calculator, context: dict) -> Response:
+    """Static + DOS of every relaxed structure, then the document."""
+    jobs, kept = [], []
+    for point, raw in zip(points, records, strict=True):
+        record = None if raw is None else CalculationRecord.model_validate(raw)
+        if record is None or record.status != "ok":
+            continue
+        static = CalculationMaker(
+            calculator=electronic, label=f"electronic {point['label']}", task="static", study=context["study"]
+        ).make(record.entry.structure)
+        jobs.append(static)
+        kept.append(point["label"])
+    final = electronic_study(records, points, [j.output for j in jobs], kept, electronic.identity(), context)
+    final.name = f"electronic study {context['host']['formula']}"
+    final.config.on_missing_references = OnMissing.NONE
+    final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
+    return Response(replace=Flow([*jobs, final], output=final.output))
+
+
+@job
+def electronic_study(
+    relax_records: list, points: list[dict], static_records: list, static_labels: list[str], electronic: dict, context
+) -> ElectronicStudyDoc:
+    """Moments, implied oxidation states and band descriptors per x."""
+    host = context["host"]
+    doc = ElectronicStudyDoc(
+        study=context["study"], host=host, calculator=context["calculator"], electronic_calculator=electronic
+    )
+    statics = {
+        label: (None if raw is None else CalculationRecord.model_validate(raw))
+        for label, raw in zip(static_labels, static_records, strict=True)
+    }
+    for point, raw in zip(points, relax_records, strict=True):
+        relaxed = None if raw is None else CalculationRecord.model_validate(raw)
+        static = statics.get(point["label"])
+        row = ElectronicPoint(label=point["label"], x=point["x"], formula="?" if relaxed is None else relaxed.formula)
+        for record in (relaxed, static):
+            if record is None:
+                continue
+            doc.calculations.append(record)
+            if record.status != "ok":
+                doc.failed.append(
+                    FailedCalculation(
+                        label=record.label, formula=record.formula, status=record.status, reason=record.reason or ""
+                    )
+                )
+        row.relax_status = None if relaxed is None else relaxed.status
+        row.static_status = None if static is None else static.status
+        if relaxed is not None and relaxed.status == "ok" and relaxed.magmoms:
+            symbols = [site.specie.symbol for site in relaxed.entry.structure]
+            tms = host["redox_elements"]
+            row.tm_moments = {
+                el: [round(m, 3) for s, m in zip(symbols, relaxed.magmoms, strict=True) if s == el] for el in tms
+            }
+            row.implied_oxidation = oxidation_census(symbols, relaxed.magmoms, tms)
+        if static is not None and static.status == "ok":
+            row.descriptors = static.descriptors
+            if static.descriptors is None:
+                doc.missing.append(f"{point['label']}: {static.reason or 'the calculator gave no projected DOS'}")
+        elif relaxed is None or relaxed.status != "ok":
+            doc.missing.append(f"x={point['x']:.3f}: no electronic structure: the relaxation did not succeed")
+        else:
+            reason = "did not finish (see the workflow manager's log)" if static is None else static.reason
+            doc.missing.append(f"x={point['x']:.3f}: no electronic structure: the static calculation {reason}")
+        doc.points.append(row)
+    doc.new_calculations = sum(1 for r in doc.calculations if not r.reused)
+    doc.reused_calculations = sum(1 for r in doc.calculations if r.reused)
+    summary = "; ".join(
+        f"x={p.x:.2f} gap {p.descriptors['band_gap']:.2f} eV, O-2p {p.descriptors['anion_p_centre']:.2f} eV"
+        for p in doc.points
+        if p.descriptors
+    )
+    progress.emit(ANALYSIS_STAGE, f"electronic structure {host['formula']}", summary or "no descriptors")
+    return doc
