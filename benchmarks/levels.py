@@ -74,7 +74,7 @@ def hull_of(orderings, relaxer: Relaxer, li_entry: ComputedEntry):
     return voltage_profile(entries, li_entry, "Li")
 
 
-def tiered(host, max_size, ewald_keep, keep, relaxer, li_entry, screen):
+def tiered(host, max_size, ewald_keep, keep, relaxer, li_entry, screen, window=0.0):
     timings = {}
     start = time.perf_counter()
     orderings, summary = select_orderings(host, OrderingSettings(max_size=max_size, ewald_keep=ewald_keep))
@@ -85,7 +85,15 @@ def tiered(host, max_size, ewald_keep, keep, relaxer, li_entry, screen):
     per_x: dict[str, list] = {}
     for o, e in zip(orderings, energies, strict=True):
         per_x.setdefault(x_key(o.x), []).append((e / o.formula_units, o))
-    survivors = [o for group in per_x.values() for _, o in sorted(group, key=lambda item: item[0])[:keep]]
+    survivors = []
+    for group in per_x.values():
+        ranked = sorted(group, key=lambda item: item[0])
+        lowest = ranked[0][0]
+        survivors += [
+            o
+            for rank, (e, o) in enumerate(ranked)
+            if rank < keep or 1000 * (e - lowest) * o.formula_units / len(o.structure) <= window
+        ]
     before = relaxer.seconds
     profile = hull_of(survivors, relaxer, li_entry)
     timings["CHGNet relaxations"] = relaxer.seconds - before
@@ -103,6 +111,7 @@ def main():
     parser.add_argument("--ewald-keep", type=int, default=8)
     parser.add_argument("--keep", type=int, default=2)
     parser.add_argument("--compare-keep", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--compare-window", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     args = parser.parse_args()
 
     host = load_host("LiCoO2")
@@ -140,13 +149,15 @@ def main():
     )
     print(f"  naive hull x: {describe_hull(naive_profile)}; average {naive_profile.average_voltage:.3f} V")
     naive_best = best_per_x(naive_profile)
-    for keep in args.compare_keep:
-        _, _, survivors, profile, _ = tiered(host, n, args.ewald_keep, keep, relaxer, li_entry, screen)
+    variants = [(keep, 0.0) for keep in args.compare_keep] + [(args.keep, w) for w in args.compare_window]
+    for keep, window in variants:
+        _, _, survivors, profile, _ = tiered(host, n, args.ewald_keep, keep, relaxer, li_entry, screen, window)
         best = best_per_x(profile)
         worst = max(1000 * (best[x][0] - naive_best[x][0]) / naive_best[x][1] for x in naive_best)
         same = [round(p.x, 6) for p in profile.hull] == [round(p.x, 6) for p in naive_profile.hull]
         print(
-            f"  ML keeps {keep}/x: {len(survivors)} / {naive_summary.total_enumerated} = "
+            f"  ML keeps {keep}/x" + (f" + within {window:g} meV/atom" if window else "") + ": "
+            f"{len(survivors)} / {naive_summary.total_enumerated} = "
             f"{len(survivors) / naive_summary.total_enumerated:.3f} of naive; same hull compositions: {same}; "
             f"lowest energy per x at most {worst:.2f} meV/atom above naive's; "
             f"average {profile.average_voltage:.3f} V"

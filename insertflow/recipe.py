@@ -37,6 +37,7 @@ class ScreenSpec(BaseModel):
 
     calculator: CalculatorSpec | None = Field(None, description="Screening calculator; default: the recipe's")
     keep: int = Field(2, ge=1, description="Orderings per x that go on to relax")
+    window: float = Field(0.0, ge=0, description="meV/atom: also relax orderings this close to the lowest")
 
 
 class LevelsSpec(BaseModel):

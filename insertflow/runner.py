@@ -80,14 +80,16 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
 def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
     levels = recipe.levels or LevelsSpec()
     settings = OrderingSettings(**levels.model_dump(exclude={"screen"}))
-    screen_calculator, keep = None, 0
+    screen_calculator, keep, window = None, 0, 0.0
     if levels.screen is not None:
         spec = levels.screen.calculator or recipe.calculator
         screen_calculator, keep = get_calculator(spec.name, spec.settings), levels.screen.keep
+        window = levels.screen.window
     maker = InsertionLevelsMaker(
         calculator=calculator,
         screen_calculator=screen_calculator,
         screen_keep=keep or 2,
+        screen_window=window,
         orderings=settings,
         guard=guard,
         study=recipe.name,

@@ -207,3 +207,11 @@ def test_li2mno3_with_only_the_li_layer_active(store):
     assert all(r["formula"] != "MnO3" for r in doc["orderings"])
     # capacity counts only the Li that leaves: 1.5 Li per Li2MnO3
     assert doc["capacity_grav"] == pytest.approx(1.5 * 26801.4814 / 116.8165, rel=1e-3)
+
+
+def test_screening_window_relaxes_near_degenerate_orderings(store):
+    narrow = run(levels_recipe(levels={"max_size": 4, "ewald_keep": 4, "screen": {"keep": 1}}), store)
+    wide = run(levels_recipe(levels={"max_size": 4, "ewald_keep": 4, "screen": {"keep": 1, "window": 1000.0}}), store)
+    assert all(t["kept_screen"] == 1 for t in narrow["tiers"])
+    assert all(t["kept_screen"] == t["kept_ewald"] for t in wide["tiers"])  # 1 eV/atom lets every ordering through
+    assert wide["reused_calculations"] == narrow["new_calculations"]  # the narrow run's relaxations are reused

@@ -52,6 +52,7 @@ class InsertionLevelsMaker(Maker):
     calculator: Calculator | None = None
     screen_calculator: Calculator | None = None  # single points between Ewald and relaxation
     screen_keep: int = 2  # orderings per x that go on to relax after screening
+    screen_window: float = 0.0  # meV/atom: also relax any ordering this close to the lowest single point
     orderings: OrderingSettings = field(default_factory=OrderingSettings)
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
@@ -63,8 +64,8 @@ class InsertionLevelsMaker(Maker):
 
     def planned_relaxations(self, orderings: list[Ordering]) -> int:
         """How many orderings will be relaxed (before reuse)."""
-        if self.screen_calculator is None:
-            return len(orderings)
+        if self.screen_calculator is None or self.screen_window > 0:
+            return len(orderings)  # an upper bound when a window decides
         per_x: dict[str, int] = defaultdict(int)
         for ordering in orderings:
             per_x[x_key(ordering.x)] += 1
@@ -97,7 +98,14 @@ class InsertionLevelsMaker(Maker):
             )
             return Flow([ion_job, inner], output=inner.output, name=f"{self.study}: {self.name}")
         screen = screen_orderings(
-            orderings, self.screen_calculator, self.screen_keep, self.calculator, self.guard, ion_job.output, context
+            orderings,
+            self.screen_calculator,
+            self.screen_keep,
+            self.calculator,
+            self.guard,
+            ion_job.output,
+            context,
+            self.screen_window,
         )
         screen.name = f"screen {len(orderings)} orderings ({self.screen_calculator.name} single points)"
         screen.config.expose_store = True
@@ -145,8 +153,9 @@ def screen_orderings(
     guard: LayerGuard,
     ion_output: dict | None,
     context: dict,
+    window: float = 0.0,
 ) -> Response:
-    """Rank the Ewald survivors by single-point energy and relax the best ``keep`` per x."""
+    """Rank the Ewald survivors by single-point energy; relax the best ``keep`` per x and any within ``window``."""
     identity = screen_calculator.identity()
     key = screening_key(orderings, identity)
     CURRENT_JOB.job.metadata.setdefault("insertflow", {})["screen_key"] = key
@@ -181,6 +190,13 @@ def screen_orderings(
         if len(usable) < len(ranked):
             notes.append(f"x={float(key_x):.3f}: {len(ranked) - len(usable)} single point(s) failed")
         chosen = set((usable or ranked)[:keep])
+        if usable and window > 0:
+            lowest = per_fu[usable[0]]
+            chosen |= {
+                i
+                for i in usable
+                if 1000 * (per_fu[i] - lowest) * orderings[i].formula_units / len(orderings[i].structure) <= window
+            }
         for rank, index in enumerate(ranked, start=1):
             energy = None if math.isnan(per_fu[index]) else per_fu[index]
             result = _ordering_result(orderings[index], relaxed=index in chosen, energy=energy, rank=rank)
@@ -192,7 +208,9 @@ def screen_orderings(
     progress.emit(
         SCREEN_STAGE,
         item,
-        f"kept {kept} of {len(orderings)} ({keep} per x)" + (f"; {'; '.join(notes)}" if notes else ""),
+        f"kept {kept} of {len(orderings)} ({keep} per x"
+        + (f", or within {window:g} meV/atom)" if window else ")")
+        + (f"; {'; '.join(notes)}" if notes else ""),
     )
     context = {**context, "screen_calculator": identity, "screen_notes": notes}
     inner = _relax_and_profile(selected, results, calculator, identity, cached is not None, guard, ion_output, context)
