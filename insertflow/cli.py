@@ -236,7 +236,11 @@ def render_electronic(doc: dict, where: str) -> str:
             f"{el} " + ", ".join(f"{n}x{state}" for state, n in states.items())
             for el, states in point.get("implied_oxidation", {}).items()
         )
-        if d:
+        if point.get("kind", "pristine") != "pristine":
+            shift = "" if point.get("fermi_shift") is None else f"E_F shift {point['fermi_shift']:+.2f} eV, "
+            o2p = "" if not d else f"O-2p<E_F {d['anion_p_near_ef']:.3f}, gap {d['band_gap']:.2f}"
+            lines.append(f"  {'':6}   {point['kind']} {point.get('site') or ''}: {shift}{o2p}")
+        elif d:
             tm_d = "" if d.get("tm_d_centre") is None else f"{d['tm_d_centre']:7.2f}"
             lines.append(
                 f"  {point['x']:6.3f} {d['band_gap']:6.2f} {d['reference']:>4} {d['anion_p_centre']:7.2f} {tm_d:>7} "

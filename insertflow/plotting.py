@@ -122,7 +122,7 @@ def hysteresis_figure(doc: dict) -> Figure:
 
 def pdos_figure(doc: dict, x: float) -> Figure:
     """Projected DOS (O-2p, TM-d) at composition ``x`` with the reference energy marked."""
-    points = [p for p in doc.get("points", []) if p.get("descriptors")]
+    points = [p for p in doc.get("points", []) if p.get("descriptors") and p.get("kind", "pristine") == "pristine"]
     if not points:
         raise InsertflowError(f"study '{doc.get('study')}' has no projected DOS to plot")
     point = min(points, key=lambda p: abs(p["x"] - x))
@@ -145,7 +145,11 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     if doc.get("kind") == "defects":
         figures = {"hysteresis": hysteresis_figure(doc)}
     elif doc.get("kind") == "electronic_structure":
-        figures = {f"pdos_x{p['x']:.3f}": pdos_figure(doc, p["x"]) for p in doc["points"] if p.get("descriptors")}
+        figures = {
+            f"pdos_x{p['x']:.3f}": pdos_figure(doc, p["x"])
+            for p in doc["points"]
+            if p.get("descriptors") and p.get("kind", "pristine") == "pristine"
+        }
         if not figures:
             raise InsertflowError(f"study '{doc['study']}' has no projected DOS to plot")
     else:

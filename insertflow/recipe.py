@@ -82,6 +82,10 @@ class ElectronicSpec(BaseModel):
     calculator: CalculatorSpec = Field(description="Static + DOS calculator, e.g. xtb or vasp")
     x: list[float] | None = Field(None, description="Compositions; end members are always included")
     max_size: int = Field(2, ge=1, description="Supercells of 1..max_size primitive cells for intermediate x")
+    defects: list[str] | None = Field(None, description="Also these defect kinds (F_O, V_TM, ...) with their E_F shift")
+    supercell: list | None = Field(None, description="With defects: the supercell of the host cell for every structure")
+    min_image_distance: float = Field(4.5, gt=0, description="With defects: A between periodic images")
+    active_sites: list[str] | None = Field(None, description="With defects: sublattices that empty on charge")
 
 
 class Recipe(BaseModel):

@@ -47,6 +47,15 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
             calculator=calculator,
             electronic_calculator=get_calculator(spec.calculator.name, spec.calculator.settings),
             orderings=OrderingSettings(max_size=spec.max_size, x=spec.x, ewald_keep=1),
+            defects=None
+            if not spec.defects
+            else DefectSettings(
+                kinds=spec.defects,
+                x=spec.x,
+                supercell=spec.supercell,
+                min_image_distance=spec.min_image_distance,
+                active_sites=spec.active_sites,
+            ),
             guard=guard,
             study=recipe.name,
         )

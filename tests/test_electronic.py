@@ -98,3 +98,42 @@ def test_oxidation_states_from_chgnet_like_moments():
     assert implied_oxidation_state("Zn", 0.0) is None
     census = oxidation_census(["Li", "Co", "Co", "O"], [0.0, 0.05, 1.05, 0.0], ["Co"])
     assert census == {"Co": {"+3": 1, "+4": 1}}
+
+
+def test_f_o_raises_and_v_tm_lowers_the_fermi_level_in_licoo2():
+    from insertflow.analysis.descriptors import fermi_level_shift
+
+    xtb = get_calculator("xtb", {"min_length": 0.0})
+    pristine = load_host("LiCoO2").structure * [2, 2, 1]
+    fluorinated = pristine.copy()
+    fluorinated.replace(next(i for i, s in enumerate(pristine) if s.specie.symbol == "O"), "F")
+    vacancy = pristine.copy()
+    vacancy.remove_sites([next(i for i, s in enumerate(pristine) if s.specie.symbol == "Co")])
+    dos = {}
+    for name, structure in (("pristine", pristine), ("F_O", fluorinated), ("V_TM", vacancy)):
+        dos[name] = xtb.outcome(run_tblite(structure, "GFN1-xTB", 0.0, 0.1, 300.0)).dos
+    assert fermi_level_shift(dos["F_O"], dos["pristine"]) > 0.4  # donor: E_F from mid-gap up to the Co-eg band
+    assert fermi_level_shift(dos["V_TM"], dos["pristine"]) < -0.4  # acceptor: holes at the valence-band top
+    near_ef = {name: band_descriptors(d).anion_p_near_ef for name, d in dos.items()}
+    assert near_ef["V_TM"] > near_ef["pristine"]  # under-coordinated O: non-bonding O-2p at E_F
+
+
+def test_electronic_study_stores_defect_fermi_shifts_per_x():
+    recipe = {
+        "name": "es-defects",
+        "study": "electronic_structure",
+        "host": "LiCoO2",
+        "calculator": {"name": "mock"},
+        "electronic": {
+            "calculator": {"name": "xtb", "settings": {"min_length": 0.0}},
+            "x": [1.0],
+            "defects": ["F_O"],
+            "supercell": [2, 2, 1],
+        },
+    }
+    doc = run_recipe(recipe_from_dict(recipe), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    f_o = {round(p["x"], 3): p for p in doc["points"] if p["kind"] == "F_O"}
+    assert sorted(f_o) == [0.0, 1.0]  # the end members are always there
+    assert f_o[1.0]["host_label"] == "x=1.000 #1" and f_o[1.0]["site"].startswith("F on O")
+    assert f_o[1.0]["fermi_shift"] > 0.4  # the donor electron lifts E_F in the insulator
+    assert abs(f_o[0.0]["fermi_shift"]) < 0.2  # metallic CoO2 screens it

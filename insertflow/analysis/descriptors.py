@@ -7,8 +7,10 @@ Energies are relative to a reference E_ref: the valence-band maximum for a gappe
   window [E_ref - 10 eV, E_ref] (occupied states; pymatgen's ``get_band_center``);
 * non-bonding O-2p weight: the O-2p DOS integrated over [E_ref - 1 eV, E_ref], per O atom
   (both spins), the signature of under-coordinated O next to V_TM or Li_TM;
-* E_F shift of a defective host against the pristine one: Fermi levels aligned on the O-2s
-  band centre (a deep, chemically inert level), so the shift is not a cell-size artefact.
+* E_F shift of a defective host against the pristine one: each E_F measured from its own O-2p
+  band centre (the valence band, window [E_F - 10 eV, E_F]). F_O (a donor) raises it, V_TM (an
+  acceptor) lowers it. The O-2s level was tried as the reference and rejected: in a minimal basis
+  (xTB) it moves with the extra charge and reversed the F_O sign.
 
 pymatgen's ``CompleteDos.get_gap`` reads a zero gap from smeared DOS grids; give the
 eigenvalue band edges (``Vasprun.eigenvalue_band_properties``) when they exist.
@@ -29,7 +31,6 @@ from insertflow.errors import InsertflowError
 GAP_THRESHOLD = 0.1
 CENTRE_WINDOW = (-10.0, 0.0)
 NEAR_EF = 1.0
-O2S_WINDOW = (-30.0, -12.0)
 
 
 class DescriptorError(InsertflowError):
@@ -49,6 +50,7 @@ class BandDescriptors:
     anion_p_centre: float  # O-2p band centre
     tm_d_centre: float | None
     anion_p_near_ef: float  # states per O atom in [E_ref - 1 eV, E_ref]
+    anion_p_centre_ef: float | None = None  # O-2p centre relative to E_F: the level E_F shifts are measured from
     anion: str = "O"
     tm_elements: tuple[str, ...] = ()
     window: tuple[float, float] = CENTRE_WINDOW
@@ -96,6 +98,7 @@ def band_descriptors(
         anion_p_centre=float(p_centre),
         tm_d_centre=None if d_centre is None else float(d_centre),
         anion_p_near_ef=projected_weight(dos, anion, OrbitalType.p, (reference_energy - near, reference_energy)),
+        anion_p_centre_ef=_p_centre_ef(dos, anion, window),
         anion=anion,
         tm_elements=tuple(tms),
         window=window,
@@ -122,13 +125,22 @@ def projected_weight(dos: CompleteDos, element: str, orbital: OrbitalType, energ
 
 
 def fermi_level_shift(defective: CompleteDos, pristine: CompleteDos, anion: str = "O") -> float:
-    """E_F(defective) - E_F(pristine), each measured from its own anion-2s band centre (eV)."""
-    shifts = []
+    """E_F(defective) - E_F(pristine), each measured from its own anion-2p band centre (eV)."""
     for dos in (defective, pristine):
         _require_projections(dos)
-        s_centre = dos.get_band_center(band=OrbitalType.s, elements=[Element(anion)], erange=O2S_WINDOW)
-        shifts.append(-s_centre)  # E_F - centre, as get_band_center is relative to E_F
-    return float(shifts[0] - shifts[1])
+    return float(_p_centre_ef(pristine, anion) - _p_centre_ef(defective, anion))
+
+
+def fermi_shift_from(defective: dict, pristine: dict) -> float | None:
+    """The same shift from two stored descriptor dicts (None if either lacks the centre)."""
+    if defective.get("anion_p_centre_ef") is None or pristine.get("anion_p_centre_ef") is None:
+        return None
+    return float(pristine["anion_p_centre_ef"] - defective["anion_p_centre_ef"])
+
+
+def _p_centre_ef(dos: CompleteDos, anion: str, window: tuple[float, float] = CENTRE_WINDOW) -> float:
+    """Anion-p band centre relative to E_F (get_band_center works relative to E_F)."""
+    return float(dos.get_band_center(band=OrbitalType.p, elements=[Element(anion)], erange=window))
 
 
 def _require_projections(dos: CompleteDos) -> None:

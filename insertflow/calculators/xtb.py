@@ -61,7 +61,7 @@ def supercell_for(structure: Structure, min_length: float) -> list[int]:
     matrix = structure.lattice.matrix
     volume = abs(np.linalg.det(matrix))
     widths = [volume / np.linalg.norm(np.cross(matrix[(i + 1) % 3], matrix[(i + 2) % 3])) for i in range(3)]
-    return [max(1, int(np.ceil(min_length / w - 1e-9))) for w in widths]
+    return [max(1, int(np.ceil(min_length / w - 1e-9))) if min_length > 0 else 1 for w in widths]
 
 
 def run_tblite(
@@ -102,10 +102,7 @@ def run_tblite(
         raise CalculatorError(f"tblite {method} cannot treat {structure.composition.reduced_formula}: {exc}") from exc
     energies = np.asarray(result.get("orbital-energies")) * HARTREE
     occupations = np.asarray(result.get("orbital-occupations"))
-    occupied = np.where(occupations > 1.0)[0]
-    homo_index = int(occupied.max()) if len(occupied) else 0
-    homo, lumo = float(energies[homo_index]), float(energies[min(homo_index + 1, len(energies) - 1)])
-    efermi = (homo + lumo) / 2
+    homo, lumo, efermi = _band_edges(energies, occupations)
     dos = _projected_dos(cell, calc, result, energies, efermi, smearing)
     return XTBTaskDoc(
         structure=structure,
@@ -119,6 +116,23 @@ def run_tblite(
         elapsed_time=time.perf_counter() - start,
         dos=dos,
     )
+
+
+def _band_edges(energies: np.ndarray, occupations: np.ndarray) -> tuple[float, float, float]:
+    """(HOMO, LUMO, E_F) in eV.
+
+    Partly filled levels (a metal, or a donor electron spread over a degenerate band edge)
+    put E_F at their occupation-weighted centre and close the gap.
+    """
+    partial = (occupations > 0.02) & (occupations < 1.98)
+    if partial.any():
+        weights = occupations[partial] * (2.0 - occupations[partial])
+        efermi = float(np.average(energies[partial], weights=weights))
+        return efermi, efermi, efermi
+    filled, empty = energies[occupations >= 1.98], energies[occupations <= 0.02]
+    homo = float(filled.max()) if len(filled) else float(energies.min())
+    lumo = float(empty.min()) if len(empty) else float(energies.max())
+    return homo, lumo, (homo + lumo) / 2
 
 
 def _projected_dos(cell: Structure, calc, result, energies: np.ndarray, efermi: float, sigma: float) -> CompleteDos:

@@ -12,11 +12,20 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Maker, OnMissing, Response, job
 
 from insertflow import progress
+from insertflow.analysis.descriptors import fermi_shift_from
 from insertflow.analysis.magnetism import oxidation_census
 from insertflow.calculators.base import Calculator
 from insertflow.errors import CalculatorError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
 from insertflow.hosts import Host
+from insertflow.sampling.defects import (
+    DefectSettings,
+    check_host_can_have,
+    choose_supercell,
+    generate_defects,
+    pristine_orderings,
+    rattled,
+)
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.schemas import CalculationRecord, ElectronicPoint, ElectronicStudyDoc, FailedCalculation
 
@@ -31,27 +40,55 @@ class ElectronicStructureMaker(Maker):
     calculator: Calculator | None = None
     electronic_calculator: Calculator | None = None
     orderings: OrderingSettings = field(default_factory=lambda: OrderingSettings(max_size=2, ewald_keep=1))
+    defects: DefectSettings | None = None  # also these defects, all in one supercell, with their E_F shift
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
+
+    def points(self, host: Host) -> list[tuple[dict, object]]:
+        """(point description, structure to relax): pristine orderings, then defects if asked."""
+        if self.defects is None:
+            orderings, _ = select_orderings(host, self.orderings)
+            return [({"label": o.label, "x": o.x, "kind": "pristine"}, o.structure) for o in orderings]
+        check_host_can_have(host, self.defects.kinds)
+        matrix = choose_supercell(host, self.defects)
+        chosen = []
+        for ordering in pristine_orderings(host, matrix, self.defects):
+            pristine = {"label": ordering.label, "x": ordering.x, "kind": "pristine"}
+            chosen.append((pristine, rattled(ordering.structure, self.defects.rattle)))
+            candidates, _ = generate_defects(host, matrix, ordering, self.defects)
+            for candidate in candidates:
+                meta = {
+                    "label": candidate.label,
+                    "x": candidate.x,
+                    "kind": candidate.kind,
+                    "site": candidate.site,
+                    "host_label": ordering.label,
+                }
+                chosen.append((meta, candidate.structure))
+        return chosen
 
     def make(self, host: Host) -> Flow:
         """The study flow; its output is an ``ElectronicStudyDoc``."""
         if self.calculator is None or self.electronic_calculator is None:
             raise CalculatorError("ElectronicStructureMaker needs a relaxation and an electronic calculator")
-        orderings, _ = select_orderings(host, self.orderings)
+        points = self.points(host)
         relax = [
             CalculationMaker(
-                calculator=self.calculator, label=f"relax {o.label}", task="relax", study=self.study, guard=self.guard
-            ).make(o.structure)
-            for o in orderings
+                calculator=self.calculator,
+                label=f"relax {p['label']}",
+                task="relax",
+                study=self.study,
+                guard=self.guard,
+            ).make(structure)
+            for p, structure in points
         ]
         statics = electronic_statics(
             [j.output for j in relax],
-            [{"label": o.label, "x": o.x} for o in orderings],
+            [p for p, _ in points],
             self.electronic_calculator,
             {"study": self.study, "host": host.summary(), "calculator": self.calculator.identity()},
         )
-        statics.name = f"electronic structure of {len(orderings)} compositions"
+        statics.name = f"electronic structure of {len(points)} structures"
         statics.config.on_missing_references = OnMissing.NONE
         statics.metadata["insertflow"] = {"kind": "electronic_statics", "study": self.study}
         return Flow([*relax, statics], output=statics.output, name=f"{self.study}: {self.name}")
@@ -93,7 +130,14 @@ def electronic_study(
     for point, raw in zip(points, relax_records, strict=True):
         relaxed = None if raw is None else CalculationRecord.model_validate(raw)
         static = statics.get(point["label"])
-        row = ElectronicPoint(label=point["label"], x=point["x"], formula="?" if relaxed is None else relaxed.formula)
+        row = ElectronicPoint(
+            label=point["label"],
+            x=point["x"],
+            formula="?" if relaxed is None else relaxed.formula,
+            kind=point.get("kind", "pristine"),
+            site=point.get("site"),
+            host_label=point.get("host_label"),
+        )
         for record in (relaxed, static):
             if record is None:
                 continue
@@ -123,12 +167,17 @@ def electronic_study(
             reason = "did not finish (see the workflow manager's log)" if static is None else static.reason
             doc.missing.append(f"x={point['x']:.3f}: no electronic structure: the static calculation {reason}")
         doc.points.append(row)
+    pristine = {p.label: p for p in doc.points if p.kind == "pristine"}
+    for point in doc.points:
+        host_point = pristine.get(point.host_label or "")
+        if point.kind != "pristine" and point.descriptors and host_point is not None and host_point.descriptors:
+            point.fermi_shift = fermi_shift_from(point.descriptors, host_point.descriptors)
     doc.new_calculations = sum(1 for r in doc.calculations if not r.reused)
     doc.reused_calculations = sum(1 for r in doc.calculations if r.reused)
     summary = "; ".join(
         f"x={p.x:.2f} gap {p.descriptors['band_gap']:.2f} eV, O-2p {p.descriptors['anion_p_centre']:.2f} eV"
         for p in doc.points
-        if p.descriptors
+        if p.descriptors and p.kind == "pristine"
     )
     progress.emit(ANALYSIS_STAGE, f"electronic structure {host['formula']}", summary or "no descriptors")
     return doc
