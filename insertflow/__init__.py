@@ -1,3 +1,32 @@
-"""insertflow: first-principles studies of ion-insertion materials as jobflow workflows."""
+"""insertflow: first-principles studies of ion-insertion materials as jobflow workflows.
+
+The notebook API (``insertflow.db``) is re-exported here: ``insertflow.voltage_profile(name)``,
+``insertflow.studies()``, ``insertflow.orderings(name)``, ``insertflow.defects(name)``,
+``insertflow.hysteresis(name)``, ``insertflow.descriptors(name)``, ``insertflow.get_structure(name, label)``.
+"""
 
 __version__ = "0.1.0"
+
+from insertflow.db import (
+    connect,
+    defects,
+    descriptors,
+    get_structure,
+    hysteresis,
+    orderings,
+    studies,
+    study,
+    voltage_profile,
+)
+
+__all__ = [
+    "connect",
+    "defects",
+    "descriptors",
+    "get_structure",
+    "hysteresis",
+    "orderings",
+    "studies",
+    "study",
+    "voltage_profile",
+]

@@ -95,6 +95,22 @@ def plot(
             typer.echo(str(path))
 
 
+@app.command()
+def status(recipe: RecipeArg, store: StoreOpt = None) -> None:
+    """Per-stage progress of a recipe's study, read from the store (works while it runs elsewhere)."""
+    from insertflow.recipe import load_recipe
+    from insertflow.runner import build_study
+    from insertflow.status import study_status
+    from insertflow.store import open_store, resolve_store_config
+
+    with _one_line_errors():
+        loaded = load_recipe(recipe)
+        config = resolve_store_config(loaded.store, store, loaded.folder)
+        _, _, plan = build_study(loaded)
+        report = study_status(loaded, open_store(config), plan.get("calculations", 0))
+    typer.echo(report.render())
+
+
 def render_summary(doc: dict, where: str) -> str:
     """A short table of calculations and the voltage (per study kind)."""
     if doc.get("kind") == "insertion_levels":

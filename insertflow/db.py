@@ -1,10 +1,26 @@
-"""Read studies back from a store (the notebook API grows from here)."""
+"""The notebook API: read studies from a store as pandas DataFrames and pymatgen objects.
+
+    import insertflow
+    profile = insertflow.voltage_profile("licoo2-levels-mock")    # the default store
+    profile.plot(x="x_low", y="voltage", drawstyle="steps-post")
+
+Every function takes ``store=``: a ``JobStore`` (e.g. from ``connect``), a store string as
+``--store`` takes it (``embedded:///file.sqlite``, ``mongodb://...``, ``memory://``), or None
+for the store the CLI would use. Queries filter on indexed fields (study name, document kind).
+"""
 
 from __future__ import annotations
 
-from jobflow import JobStore
+from typing import Any
 
+import pandas as pd
+from jobflow import JobStore
+from pymatgen.core import Structure
+
+from insertflow.errors import InsertflowError
 from insertflow.store import open_store, resolve_store_config
+
+STUDY_QUERY = {"metadata.insertflow.kind": "study", "output": {"$ne": None}}
 
 
 def connect(store: str | None = None, recipe_store: dict | None = None) -> JobStore:
@@ -12,10 +28,14 @@ def connect(store: str | None = None, recipe_store: dict | None = None) -> JobSt
     return open_store(resolve_store_config(recipe_store, store))
 
 
+def _store(store: JobStore | str | None) -> JobStore:
+    return store if isinstance(store, JobStore) else connect(store)
+
+
 def latest_study(store: JobStore, study: str) -> dict | None:
     """The most recent stored study document named ``study`` (a plain dict), or None."""
     doc = store.query_one(
-        {"metadata.insertflow.kind": "study", "metadata.insertflow.study": study, "output": {"$ne": None}},
+        {**STUDY_QUERY, "metadata.insertflow.study": study},
         properties=["output", "uuid", "completed_at"],
         sort={"completed_at": -1},
     )
@@ -25,3 +45,183 @@ def latest_study(store: JobStore, study: str) -> dict | None:
 def study_names(store: JobStore) -> list[str]:
     """Names of all studies in the store."""
     return sorted(store.docs_store.distinct("metadata.insertflow.study", {"metadata.insertflow.kind": "study"}))
+
+
+def study(name: str, store: JobStore | str | None = None, kind: str | None = None) -> dict:
+    """The latest document of study ``name``; a clear error if there is none (or it is another kind)."""
+    doc = latest_study(_store(store), name)
+    if doc is None:
+        raise InsertflowError(f"no study '{name}' in this store; studies here: {', '.join(study_names(_store(store)))}")
+    if kind is not None and doc.get("kind") != kind:
+        raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study, not {kind}")
+    return doc
+
+
+def studies(
+    store: JobStore | str | None = None, host: str | None = None, calculator: str | None = None
+) -> pd.DataFrame:
+    """One row per study (its latest document): kind, host, calculator, headline numbers."""
+    opened = _store(store)
+    rows = []
+    seen = set()
+    for item in opened.query(
+        STUDY_QUERY,
+        properties=[
+            "output.study",
+            "output.kind",
+            "output.host",
+            "output.calculator",
+            "output.average_voltage",
+            "output.new_calculations",
+            "output.reused_calculations",
+            "output.hysteresis.average_hysteresis",
+            "completed_at",
+        ],
+        sort={"completed_at": -1},
+    ):
+        doc = item["output"]
+        if doc["study"] in seen:
+            continue
+        seen.add(doc["study"])
+        if host and doc["host"]["formula"] != host and doc["host"]["name"] != host:
+            continue
+        if calculator and doc["calculator"]["name"] != calculator:
+            continue
+        rows.append(
+            {
+                "study": doc["study"],
+                "kind": doc.get("kind", "end_member_voltage"),
+                "host": doc["host"]["formula"],
+                "calculator": doc["calculator"]["name"],
+                "calculator_version": doc["calculator"].get("version"),
+                "average_voltage": doc.get("average_voltage"),
+                "average_hysteresis": (doc.get("hysteresis") or {}).get("average_hysteresis"),
+                "new_calculations": doc.get("new_calculations"),
+                "reused_calculations": doc.get("reused_calculations"),
+                "completed_at": item.get("completed_at"),
+            }
+        )
+    return pd.DataFrame(rows, columns=_STUDY_COLUMNS)
+
+
+_STUDY_COLUMNS = [
+    "study",
+    "kind",
+    "host",
+    "calculator",
+    "calculator_version",
+    "average_voltage",
+    "average_hysteresis",
+    "new_calculations",
+    "reused_calculations",
+    "completed_at",
+]
+
+
+def voltage_profile(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """One row per voltage step (x_low, x_high, voltage V, capacity mAh/g, cumulative capacity)."""
+    doc = study(name, store)
+    if doc.get("kind") == "insertion_levels":
+        steps = doc.get("steps", [])
+    elif doc.get("kind") == "defects":
+        steps = doc.get("pristine_steps", [])
+    elif doc.get("average_voltage") is not None:  # end members: one step over the whole range
+        electrode = doc.get("electrode") or {}
+        steps = [
+            {
+                "x_low": 0.0,
+                "x_high": 1.0,
+                "voltage": doc["average_voltage"],
+                "capacity_grav": doc.get("capacity_grav"),
+                "label_low": electrode.get("formula_charge", "charged"),
+                "label_high": electrode.get("formula_discharge", "discharged"),
+            }
+        ]
+    else:
+        steps = []
+    frame = pd.DataFrame(steps, columns=["x_low", "x_high", "voltage", "capacity_grav", "label_low", "label_high"])
+    frame = frame.sort_values("x_low", ascending=False, ignore_index=True)  # discharge order: high x first
+    frame["cumulative_capacity"] = frame["capacity_grav"].cumsum()
+    frame.insert(0, "study", name)
+    return frame
+
+
+def orderings(
+    name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
+) -> pd.DataFrame:
+    """Every ordering of an insertion-levels study with its tiers, energies and energy above hull."""
+    doc = study(name, store, kind="insertion_levels")
+    frame = pd.DataFrame(doc.get("orderings", []))
+    return _x_window(frame, x_min, x_max)
+
+
+def defects(
+    name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
+) -> pd.DataFrame:
+    """Every defect of a defect study: kind, x, site, energy, and the kind's static/coupled class."""
+    doc = study(name, store, kind="defects")
+    classes = {c["kind"]: c["classification"] for c in doc.get("classes", [])}
+    frame = pd.DataFrame(doc.get("defects", []))
+    if not frame.empty:
+        frame["classification"] = frame["kind"].map(classes)
+    return _x_window(frame, x_min, x_max)
+
+
+def hysteresis(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """The loop's segments: x_low, x_high, V_charge, V_discharge, dV."""
+    doc = study(name, store, kind="defects")
+    loop = doc.get("hysteresis") or {}
+    frame = pd.DataFrame(loop.get("segments", []), columns=["x_low", "x_high", "v_charge", "v_discharge", "dv"])
+    frame.attrs.update({k: loop.get(k) for k in ("average_hysteresis", "energy_lost", "coupled", "definition")})
+    return frame
+
+
+def descriptors(
+    name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
+) -> pd.DataFrame:
+    """Band descriptors per x (and per defect) of an electronic-structure study."""
+    doc = study(name, store, kind="electronic_structure")
+    rows = []
+    for point in doc.get("points", []):
+        found = point.get("descriptors") or {}
+        rows.append(
+            {
+                "label": point["label"],
+                "x": point["x"],
+                "kind": point.get("kind", "pristine"),
+                "site": point.get("site"),
+                "band_gap": found.get("band_gap"),
+                "reference": found.get("reference"),
+                "o2p_centre": found.get("anion_p_centre"),
+                "tm_d_centre": found.get("tm_d_centre"),
+                "o2p_near_ef": found.get("anion_p_near_ef"),
+                "fermi_shift": point.get("fermi_shift"),
+                "implied_oxidation": point.get("implied_oxidation"),
+            }
+        )
+    return _x_window(pd.DataFrame(rows), x_min, x_max)
+
+
+def get_structure(name: str, label: str, store: JobStore | str | None = None) -> Structure:
+    """The final (relaxed) structure of the calculation ``label`` in study ``name``."""
+    doc = study(name, store)
+    for record in doc.get("calculations", []):
+        if label in (record["label"], f"relax {label}") and record.get("entry"):
+            return _structure_of(record["entry"])
+    labels = ", ".join(r["label"] for r in doc.get("calculations", [])[:8])
+    raise InsertflowError(f"study '{name}' has no finished calculation '{label}' (some labels: {labels}, ...)")
+
+
+def _structure_of(entry: dict[str, Any]) -> Structure:
+    structure = entry["structure"]
+    return structure if isinstance(structure, Structure) else Structure.from_dict(structure)
+
+
+def _x_window(frame: pd.DataFrame, x_min: float | None, x_max: float | None) -> pd.DataFrame:
+    if frame.empty or "x" not in frame:
+        return frame
+    if x_min is not None:
+        frame = frame[frame["x"] >= x_min - 1e-9]
+    if x_max is not None:
+        frame = frame[frame["x"] <= x_max + 1e-9]
+    return frame.reset_index(drop=True)
