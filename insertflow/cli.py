@@ -96,6 +96,26 @@ def plot(
 
 
 @app.command()
+def submit(
+    recipe: RecipeArg,
+    store: StoreOpt = None,
+    engine: Annotated[str, typer.Option("--engine", help="fireworks or jobflow-remote")] = "fireworks",
+    launchpad: Annotated[str | None, typer.Option("--launchpad", help="my_launchpad.yaml (FireWorks)")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="jobflow-remote project name")] = None,
+    worker: Annotated[str | None, typer.Option("--worker", help="jobflow-remote worker name")] = None,
+) -> None:
+    """Submit a study to FireWorks or jobflow-remote (calculations already stored are reused when it runs)."""
+    from insertflow.recipe import load_recipe
+    from insertflow.store import resolve_store_config
+    from insertflow.submit import submit as submit_study
+
+    with _one_line_errors():
+        loaded = load_recipe(recipe)
+        config = resolve_store_config(loaded.store, store, loaded.folder)
+        typer.echo(submit_study(loaded, config, engine, launchpad, project, worker))
+
+
+@app.command()
 def status(recipe: RecipeArg, store: StoreOpt = None) -> None:
     """Per-stage progress of a recipe's study, read from the store (works while it runs elsewhere)."""
     from insertflow.recipe import load_recipe

@@ -35,6 +35,8 @@ INDEXED_FIELDS = (
     "index",
     "metadata.insertflow.kind",
     "metadata.insertflow.content_key",
+    "output.content_key",  # reuse lookups read the record itself: runtime metadata is not kept on FireWorks
+    "output.key",
     "metadata.insertflow.study",
     "output.status",
 )

@@ -80,7 +80,8 @@ def calculate(
     cached = None
     if CURRENT_JOB.store is not None:
         cached = CURRENT_JOB.store.query_one(
-            {"metadata.insertflow.content_key": key, "output.status": {"$in": list(REUSABLE)}},
+            # the record carries its key: metadata set while a job runs is lost on FireWorks (measured)
+            {"output.content_key": key, "output.status": {"$in": list(REUSABLE)}},
             properties=["output", "uuid"],
             sort={"completed_at": -1},
         )

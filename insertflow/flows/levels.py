@@ -162,7 +162,7 @@ def screen_orderings(
     cached = None
     if CURRENT_JOB.store is not None:
         cached = CURRENT_JOB.store.query_one(
-            {"metadata.insertflow.screen_key": key, "output.kind": "screening"},
+            {"output.key": key, "output.kind": "screening"},
             properties=["output"],
             sort={"completed_at": -1},
         )
