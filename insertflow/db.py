@@ -51,7 +51,9 @@ def study(name: str, store: JobStore | str | None = None, kind: str | None = Non
     """The latest document of study ``name``; a clear error if there is none (or it is another kind)."""
     doc = latest_study(_store(store), name)
     if doc is None:
-        raise InsertflowError(f"no study '{name}' in this store; studies here: {', '.join(study_names(_store(store)))}")
+        names = study_names(_store(store))
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise InsertflowError(f"no study '{name}' in this store; studies here: {listed or 'none'}")
     if kind is not None and doc.get("kind") != kind:
         raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study, not {kind}")
     return doc

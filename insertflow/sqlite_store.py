@@ -371,10 +371,10 @@ class SQLiteStore(Store):
     def _candidate_ids(self, criteria: dict, db: sqlite3.Connection) -> list[int] | None:
         """Row ids that may match, from one indexed equality/$in condition; None = scan all.
 
-        Only the most selective-looking condition is used (the store key first, then
-        strings over numbers and booleans, fewest values first): intersecting a
-        condition that matches most rows (``index == 1``) would cost O(N). The full
-        filter is applied to the candidates afterwards.
+        Only the most selective condition is used: the one whose values the index holds
+        for the fewest documents (counted on the index, cheap). Intersecting a condition
+        that matches most rows (``index == 1``) would cost O(N). The full filter is
+        applied to the candidates afterwards.
         """
         _, idx = self._tables()
         indexed = set(self._indexed_fields())
@@ -394,11 +394,10 @@ class SQLiteStore(Store):
             texts = [_index_value(v) for v in values]
             if any(t is None for t in texts):  # None, lists, dicts: MongoDB semantics differ; scan
                 continue
-            strings = all(t.startswith("s:") for t in texts)
-            options.append(((field != self.key, not strings, len(texts)), field, texts))
+            options.append((field != self.key, self._index_count(db, idx, field, texts), field, texts))
         if not options:
             return None
-        _, field, texts = min(options)
+        *_, field, texts = min(options)
         ids: set[int] = set()
         for start in range(0, len(texts), 500):
             chunk = texts[start : start + 500]
@@ -410,6 +409,17 @@ class SQLiteStore(Store):
                 )
             )
         return sorted(ids)
+
+    @staticmethod
+    def _index_count(db: sqlite3.Connection, idx: str, field: str, texts: list[str]) -> int:
+        total = 0
+        for start in range(0, len(texts), 500):
+            chunk = texts[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            total += db.execute(
+                f'SELECT COUNT(*) FROM "{idx}" WHERE field = ? AND value IN ({marks})', (field, *chunk)
+            ).fetchone()[0]
+        return total
 
     def _matching(self, criteria: dict, db: sqlite3.Connection | None = None) -> Iterator[tuple[int, dict]]:
         db = db or self._db()
