@@ -26,7 +26,9 @@ class LayerGuardSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: Literal["flag", "constrain", "off"] = "constrain"
+    policy: Literal["flag", "constrain", "off"] = Field(
+        "constrain", description="constrain (re-relax with the spacing fixed), flag (leave out), off"
+    )
     max_gap_growth: float = Field(1.0, gt=0, description="A the widest empty slab may grow by")
 
 
@@ -94,13 +96,16 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Study name; results are stored and shown under it")
-    description: str = ""
-    study: Literal["end_member_voltage", "insertion_levels", "defects", "electronic_structure"] = "end_member_voltage"
+    description: str = Field("", description="Free text, stored with the study")
+    study: Literal["end_member_voltage", "insertion_levels", "defects", "electronic_structure"] = Field(
+        "end_member_voltage",
+        description="Which study: end_member_voltage, insertion_levels, defects, electronic_structure",
+    )
     host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
-    working_ion: str = "Li"
-    check_oxidation_states: bool = True
-    calculator: CalculatorSpec
-    layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec)
+    working_ion: str = Field("Li", description="The inserted ion (Li, Na, K, Mg, Ca, Zn)")
+    check_oxidation_states: bool = Field(True, description="Refuse hosts with no charge-balanced oxidation states")
+    calculator: CalculatorSpec = Field(description="The calculator that relaxes (see Calculators)")
+    layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
     electronic: ElectronicSpec | None = Field(None, description="Settings of an electronic_structure study")
