@@ -20,7 +20,9 @@ from pymatgen.core import Structure
 from insertflow.errors import InsertflowError
 from insertflow.store import open_store, resolve_store_config
 
-STUDY_QUERY = {"metadata.insertflow.kind": "study", "output": {"$ne": None}}
+# "output.study" exists rather than "output" != None: the embedded store then reads only the
+# fields a query asks for, not whole study documents.
+STUDY_QUERY = {"metadata.insertflow.kind": "study", "output.study": {"$exists": True}}
 
 
 def connect(store: str | None = None, recipe_store: dict | None = None) -> JobStore:

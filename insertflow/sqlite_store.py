@@ -145,6 +145,58 @@ def _sort_key(value_list: list[Any]) -> tuple:
     return (5, orjson.dumps(value, default=_encode_default))
 
 
+def _fast_paths(criteria: dict, properties: dict | list | None, sort: dict | None) -> list[str] | None:
+    """The field paths a projected query needs, or None when the whole document must be read."""
+    if not properties:
+        return None
+    if isinstance(properties, dict):
+        if not all(properties.values()):
+            return None
+        include = list(properties)
+    else:
+        include = list(properties)
+    if any(key.startswith("$") for key in criteria):  # $and / $or / $where: paths are not plain
+        return None
+    paths = {*include, *criteria, *(sort or {}), "_id"}
+    if any(not path or path.startswith("$") or '"' in path for path in paths):
+        return None
+    # keep only the outermost paths: a.b covers a.b.c
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + ".") for q in paths))
+
+
+def _json_path(path: str) -> str:
+    return "$" + "".join(f'."{part}"' for part in path.split("."))
+
+
+def _extraction_sql(paths: list[str]) -> str:
+    """SQL for one JSON object holding each path's value, its type and its parents' types."""
+    items = []
+    for i, path in enumerate(paths):
+        parts = path.split(".")
+        items.append(f"'v{i}', json_extract(doc, '{_json_path(path)}')")
+        items.append(f"'t{i}', json_type(doc, '{_json_path(path)}')")
+        for k in range(1, len(parts)):
+            items.append(f"'p{i}_{k}', json_type(doc, '{_json_path('.'.join(parts[:k]))}')")
+    return f"json_object({', '.join(items)})"
+
+
+def _partial_doc(raw: str, paths: list[str]) -> dict | None:
+    """The document restricted to ``paths``; None if one of them crosses an array."""
+    found = orjson.loads(raw)
+    doc: dict = {}
+    for i, path in enumerate(paths):
+        parts = path.split(".")
+        if any(found.get(f"p{i}_{k}") == "array" for k in range(1, len(parts))):
+            return None
+        if found.get(f"t{i}") is None:  # missing: leave it out, as a projection would
+            continue
+        target = doc
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = found[f"v{i}"]
+    return _decode_dates(doc) if "$date" in raw else doc
+
+
 class SQLiteStore(Store):
     """A maggma Store in one SQLite file; safe for several processes (WAL, busy timeout)."""
 
@@ -219,8 +271,18 @@ class SQLiteStore(Store):
         skip: int = 0,
         limit: int = 0,
     ) -> Iterator[dict]:
-        """Documents matching a MongoDB filter, optionally sorted, projected and paged."""
-        docs = (doc for _, doc in self._matching(criteria or {}))
+        """Documents matching a MongoDB filter, optionally sorted, projected and paged.
+
+        With an inclusion projection and a filter on plain field paths, only the fields
+        involved are read out of SQLite (``json_extract``): big documents are not parsed
+        whole. A row whose path crosses an array falls back to the full document, so
+        MongoDB's array traversal still applies.
+        """
+        paths = _fast_paths(criteria or {}, properties, sort)
+        if paths is not None:
+            docs = (doc for _, doc in self._matching(criteria or {}, paths=paths))
+        else:
+            docs = (doc for _, doc in self._matching(criteria or {}))
         if sort:
             materialised = list(docs)
             for field, direction in reversed(list(sort.items())):
@@ -421,19 +483,24 @@ class SQLiteStore(Store):
             ).fetchone()[0]
         return total
 
-    def _matching(self, criteria: dict, db: sqlite3.Connection | None = None) -> Iterator[tuple[int, dict]]:
+    def _matching(
+        self, criteria: dict, db: sqlite3.Connection | None = None, paths: list[str] | None = None
+    ) -> Iterator[tuple[int, dict]]:
         db = db or self._db()
         table, _ = self._tables()
         ids = self._candidate_ids(criteria, db) if criteria else None
+        column = "doc" if paths is None else _extraction_sql(paths)
         if ids is None:
-            rows = db.execute(f'SELECT id, doc FROM "{table}" ORDER BY id').fetchall()
+            rows = db.execute(f'SELECT id, {column} FROM "{table}" ORDER BY id').fetchall()
         else:
             rows = []
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows.extend(db.execute(f'SELECT id, doc FROM "{table}" WHERE id IN ({marks}) ORDER BY id', chunk))
+                rows.extend(db.execute(f'SELECT id, {column} FROM "{table}" WHERE id IN ({marks}) ORDER BY id', chunk))
         for doc_id, raw in rows:
-            doc = _loads(raw)
+            doc = _loads(raw) if paths is None else _partial_doc(raw, paths)
+            if doc is None:  # a path crossed an array: use the whole document
+                doc = _loads(db.execute(f'SELECT doc FROM "{table}" WHERE id = ?', (doc_id,)).fetchone()[0])
             if not criteria or filter_applies(criteria, doc):
                 yield doc_id, doc

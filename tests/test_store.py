@@ -18,6 +18,7 @@ DOCS = [
         "index": 1 + i % 2,
         "output": {"x": i, "tags": ["a"] if i % 3 else ["c"]},
         "metadata": {"k": str(i % 4)},
+        "runs": [{"e": i}, {"e": -i}],  # a list of documents: paths through it traverse the list
     }
     for i in range(40)
 ]
@@ -32,6 +33,7 @@ QUERIES = [
     {"$or": [{"index": 2}, {"output.x": 3}]},
     {"missing": None},
     {"metadata.k": {"$exists": True}, "uuid": {"$in": ["u0", "u4"]}},
+    {"runs.e": {"$gte": 38}},  # crosses an array: the projected path must fall back to the whole document
 ]
 
 
@@ -50,6 +52,10 @@ def test_sqlite_store_answers_like_maggma_memory_store(pair, criteria):
     sqlite, memory = pair
     xs = sorted(d["output"]["x"] for d in sqlite.query(criteria))
     assert xs == sorted(d["output"]["x"] for d in memory.query(criteria))
+    # the projected path reads only the fields involved (json_extract): same answers
+    projected = sorted(d["output"]["x"] for d in sqlite.query(criteria, properties=["output.x", "uuid"]))
+    assert projected == xs
+    assert projected == sorted(d["output"]["x"] for d in memory.query(criteria, properties=["output.x", "uuid"]))
     assert sqlite.count(criteria) == memory.count(criteria)
 
 
