@@ -120,21 +120,28 @@ def hysteresis_figure(doc: dict) -> Figure:
     return fig
 
 
-def pdos_figure(doc: dict, x: float) -> Figure:
-    """Projected DOS (O-2p, TM-d) at composition ``x`` with the reference energy marked."""
-    points = [p for p in doc.get("points", []) if p.get("descriptors") and p.get("kind", "pristine") == "pristine"]
+def pdos_figure(doc: dict, x: float, label: str | None = None) -> Figure:
+    """Projected DOS (O-2p, TM-d) at composition ``x`` (or of the point ``label``, e.g. a defect), E_ref marked."""
+    points = [p for p in doc.get("points", []) if p.get("descriptors")]
+    if label is not None:
+        points = [p for p in points if p["label"] == label]
+        if not points:
+            raise InsertflowError(f"study '{doc.get('study')}' has no point '{label}' with a projected DOS")
+    else:
+        points = [p for p in points if p.get("kind", "pristine") == "pristine"]
     if not points:
         raise InsertflowError(f"study '{doc.get('study')}' has no projected DOS to plot")
     point = min(points, key=lambda p: abs(p["x"] - x))
     pdos = point["descriptors"]["pdos"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for index, (label, curve) in enumerate(pdos["curves"].items()):
-        ax.plot(pdos["energies"], curve, color=f"C{index}", label=label)
+    for index, (name, curve) in enumerate(pdos["curves"].items()):
+        ax.plot(pdos["energies"], curve, color=f"C{index}", label=name)
     ax.axvline(0.0, color="0.3", ls="--", lw=1, label=pdos["reference"])
     ax.set_xlabel(f"energy relative to {pdos['reference']} (eV)")
     ax.set_ylabel("projected DOS (states/eV/cell)")
     gap = point["descriptors"]["band_gap"]
-    ax.set_title(f"{point['formula']} (x = {point['x']:.3f}): gap {gap:.2f} eV, {doc['electronic_calculator']['name']}")
+    what = point["formula"] if point.get("kind", "pristine") == "pristine" else f"{point['kind']} {point.get('site')}"
+    ax.set_title(f"{what} (x = {point['x']:.3f}): gap {gap:.2f} eV, {doc['electronic_calculator']['name']}")
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig

@@ -137,3 +137,31 @@ def test_electronic_study_stores_defect_fermi_shifts_per_x():
     assert f_o[1.0]["host_label"] == "x=1.000 #1" and f_o[1.0]["site"].startswith("F on O")
     assert f_o[1.0]["fermi_shift"] > 0.4  # the donor electron lifts E_F in the insulator
     assert abs(f_o[0.0]["fermi_shift"]) < 0.2  # metallic CoO2 screens it
+
+
+def test_pdos_plot_for_a_chosen_defect():
+    from insertflow.errors import InsertflowError
+    from insertflow.plotting import pdos_figure
+
+    recipe = {
+        "name": "es-pdos",
+        "study": "electronic_structure",
+        "host": "LiCoO2",
+        "calculator": {"name": "mock"},
+        "electronic": {
+            "calculator": {"name": "xtb", "settings": {"min_length": 0.0}},
+            "x": [1.0],
+            "defects": ["V_TM"],
+            "supercell": [2, 2, 1],
+        },
+    }
+    doc = run_recipe(recipe_from_dict(recipe), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    label = next(p["label"] for p in doc["points"] if p["kind"] == "V_TM" and p["x"] == 1.0)
+    figure = pdos_figure(doc, 1.0, label=label)
+    assert figure.axes[0].get_title().startswith("V_TM Co")
+    curves = {line.get_label(): line for line in figure.axes[0].lines}
+    assert {"O-p", "Co-d"} <= set(curves)
+    point = next(p for p in doc["points"] if p["label"] == label)
+    assert list(curves["O-p"].get_ydata()) == point["descriptors"]["pdos"]["curves"]["O-p"]
+    with pytest.raises(InsertflowError, match="no point 'nope'"):
+        pdos_figure(doc, 1.0, label="nope")
