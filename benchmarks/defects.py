@@ -29,16 +29,8 @@ from insertflow.hosts import load_host
 from insertflow.recipe import load_recipe
 from insertflow.runner import run_recipe
 from insertflow.sampling.defects import DefectSettings
+from insertflow.status import stage_of
 from insertflow.store import StoreConfig, open_store
-
-
-def role(label: str) -> str:
-    for prefix, name in (("pristine", "pristine hosts"), ("discharge", "discharge re-lithiation")):
-        if label.startswith(prefix):
-            return name
-    if label == "working_ion" or label.startswith("reference"):
-        return "references"
-    return "defects"
 
 
 def plan_seconds(recipe) -> float:
@@ -61,7 +53,7 @@ def report(doc: dict, wall: float) -> None:
     seconds: dict[str, float] = defaultdict(float)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for record in doc["calculations"]:
-        name = role(record["label"])
+        name = stage_of(record["label"])
         counts[name][1 if record["reused"] else 0] += 1
         if not record["reused"]:
             seconds[name] += record.get("wall_time_s") or 0.0

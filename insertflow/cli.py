@@ -213,17 +213,10 @@ def render_levels(doc: dict, where: str) -> str:
         )
     else:
         lines.append("Voltage profile: not computed")
-    for failure in doc.get("failed", []):
-        lines.append(f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}")
-    lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
     screening = ""
     if screen:
         screening = " Screening " + ("reused." if doc.get("screening_reused") else "computed.")
-    lines.append(
-        f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
-        f"{len(doc.get('failed', []))} failed or flagged.{screening} Stored in {where}"
-    )
-    return "\n".join(lines)
+    return "\n".join(lines + _footer(doc, where, screening))
 
 
 def render_defects(doc: dict, where: str) -> str:
@@ -291,7 +284,7 @@ def render_electronic(doc: dict, where: str) -> str:
     return "\n".join(lines + _footer(doc, where))
 
 
-def _footer(doc: dict, where: str) -> list[str]:
+def _footer(doc: dict, where: str, extra: str = "") -> list[str]:
     """Failures, missing pieces and the calculation counts, as every study summary ends."""
     lines = [
         f"  {failure['status'].upper()}: {failure['label']} ({failure['formula']}): {failure['reason']}"
@@ -300,7 +293,7 @@ def _footer(doc: dict, where: str) -> list[str]:
     lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
     lines.append(
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, "
-        f"{len(doc.get('failed', []))} failed or flagged. Stored in {where}"
+        f"{len(doc.get('failed', []))} failed or flagged.{extra} Stored in {where}"
     )
     return lines
 

@@ -11,8 +11,6 @@ matplotlib.use("Agg")  # files, not windows: the CLI runs on clusters and in CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from insertflow.analysis.profile import FARADAY_MAH_PER_MOL
-from insertflow.analysis.voltage import ion_charge
 from insertflow.errors import InsertflowError
 
 
@@ -54,27 +52,16 @@ def _mev_per_atom(row: dict) -> float:
 def profile_xy(doc: dict, against: str = "x") -> tuple[list[float], list[float]]:
     """Staircase coordinates of the voltage profile vs ``x`` or ``capacity`` (mAh/g)."""
     _require_levels(doc)
-    steps = sorted(doc["steps"], key=lambda s: s["x_low"])
-    xs: list[float] = []
-    vs: list[float] = []
-    for step in steps:
-        xs += [step["x_low"], step["x_high"]]
-        vs += [step["voltage"], step["voltage"]]
+    xs, vs = loop_xy(doc["steps"])
     if against == "x":
         return xs, vs
     if against != "capacity":
         raise InsertflowError(f"plot against 'x' or 'capacity', not '{against}'")
-    x_max = doc["x_range"][1]
-    mass = _discharged_mass(doc)
-    charge = ion_charge(doc["host"]["working_ion"])
-    return [(x_max - x) * charge * FARADAY_MAH_PER_MOL / mass for x in xs], vs
-
-
-def _discharged_mass(doc: dict) -> float:
-    # capacity of the first step fixes the normalising mass: C = dx * z * F / M
+    # every step stores its capacity: mAh/g per unit of x is the same for all of them
     step = doc["steps"][0]
-    charge = ion_charge(doc["host"]["working_ion"])
-    return (step["x_high"] - step["x_low"]) * charge * FARADAY_MAH_PER_MOL / step["capacity_grav"]
+    per_x = step["capacity_grav"] / (step["x_high"] - step["x_low"])
+    x_max = doc["x_range"][1]
+    return [(x_max - x) * per_x for x in xs], vs
 
 
 def profile_figure(doc: dict, against: str = "x") -> Figure:

@@ -42,29 +42,34 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     if recipe.study == "defects":
         return host, *_defects_flow(recipe, host, calculator, guard)
     if recipe.study == "electronic_structure":
-        spec = recipe.electronic
-        maker = ElectronicStructureMaker(
-            calculator=calculator,
-            electronic_calculator=get_calculator(spec.calculator.name, spec.calculator.settings),
-            orderings=OrderingSettings(max_size=spec.max_size, x=spec.x, ewald_keep=1),
-            defects=None
-            if not spec.defects
-            else DefectSettings(
-                kinds=spec.defects,
-                x=spec.x,
-                supercell=spec.supercell,
-                min_image_distance=spec.min_image_distance,
-                active_sites=spec.active_sites,
-            ),
-            guard=guard,
-            study=recipe.name,
-        )
-        flow = maker.make(host)
-        relaxations = len([j for j in flow.jobs if j.name.startswith("relax")])
-        return host, flow, {"calculations": 2 * relaxations, "analysis": 1}
+        return host, *_electronic_flow(recipe, host, calculator, guard)
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
+
+
+def _electronic_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
+    spec = recipe.electronic
+    defects = None
+    if spec.defects:
+        defects = DefectSettings(
+            kinds=spec.defects,
+            x=spec.x,
+            supercell=spec.supercell,
+            min_image_distance=spec.min_image_distance,
+            active_sites=spec.active_sites,
+        )
+    maker = ElectronicStructureMaker(
+        calculator=calculator,
+        electronic_calculator=get_calculator(spec.calculator.name, spec.calculator.settings),
+        orderings=OrderingSettings(max_size=spec.max_size, x=spec.x, ewald_keep=1),
+        defects=defects,
+        guard=guard,
+        study=recipe.name,
+    )
+    flow = maker.make(host)
+    relaxations = len(flow.jobs) - 1  # one relaxation per structure, then the job that adds the statics
+    return flow, {"calculations": 2 * relaxations, "analysis": 1}
 
 
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:

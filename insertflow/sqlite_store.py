@@ -145,6 +145,13 @@ def _sort_key(value_list: list[Any]) -> tuple:
     return (5, orjson.dumps(value, default=_encode_default))
 
 
+def _in_chunks(values: list, size: int = 500) -> Iterator[tuple[list, str]]:
+    """``values`` in slices small enough for one SQL ``IN (...)``, with their ``?`` marks."""
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _fast_paths(criteria: dict, properties: dict | list | None, sort: dict | None) -> list[str] | None:
     """The field paths a projected query needs, or None when the whole document must be read."""
     if not properties:
@@ -461,9 +468,7 @@ class SQLiteStore(Store):
             return None
         *_, field, texts = min(options)
         ids: set[int] = set()
-        for start in range(0, len(texts), 500):
-            chunk = texts[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(texts):
             ids.update(
                 row[0]
                 for row in db.execute(
@@ -475,9 +480,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _index_count(db: sqlite3.Connection, idx: str, field: str, texts: list[str]) -> int:
         total = 0
-        for start in range(0, len(texts), 500):
-            chunk = texts[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(texts):
             total += db.execute(
                 f'SELECT COUNT(*) FROM "{idx}" WHERE field = ? AND value IN ({marks})', (field, *chunk)
             ).fetchone()[0]
@@ -494,9 +497,7 @@ class SQLiteStore(Store):
             rows = db.execute(f'SELECT id, {column} FROM "{table}" ORDER BY id').fetchall()
         else:
             rows = []
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(ids):
                 rows.extend(db.execute(f'SELECT id, {column} FROM "{table}" WHERE id IN ({marks}) ORDER BY id', chunk))
         for doc_id, raw in rows:
             doc = _loads(raw) if paths is None else _partial_doc(raw, paths)

@@ -21,6 +21,17 @@ from insertflow.store import StoreConfig, open_store
 SMALL = 6.0  # A: 3x3x2 supercells of the 4-atom cell, ~5 s each
 
 
+def es_recipe(name: str, **electronic) -> dict:
+    """An electronic-structure recipe on LiCoO2: mock relaxations, xtb statics."""
+    return {
+        "name": name,
+        "study": "electronic_structure",
+        "host": "LiCoO2",
+        "calculator": {"name": "mock"},
+        "electronic": electronic,
+    }
+
+
 @pytest.fixture(scope="module")
 def licoo2_and_coo2():
     xtb = get_calculator("xtb", {"min_length": SMALL})
@@ -62,17 +73,7 @@ def test_xtb_refuses_relaxations_and_unsupported_elements():
 
 def test_electronic_study_end_to_end_and_unconverged_scf_is_a_failure():
     store = open_store(StoreConfig(type="memory"))
-    recipe = {
-        "name": "es",
-        "study": "electronic_structure",
-        "host": "LiCoO2",
-        "calculator": {"name": "mock"},
-        "electronic": {
-            "calculator": {"name": "xtb", "settings": {"min_length": SMALL}},
-            "x": [1.0, 0.0],
-            "max_size": 1,
-        },
-    }
+    recipe = es_recipe("es", calculator={"name": "xtb", "settings": {"min_length": SMALL}}, x=[1.0, 0.0], max_size=1)
     doc = run_recipe(recipe_from_dict(recipe), store=store, stream=io.StringIO())
     points = {p["x"]: p for p in doc["points"]}
     assert sorted(points) == [0.0, 1.0]
@@ -119,18 +120,13 @@ def test_f_o_raises_and_v_tm_lowers_the_fermi_level_in_licoo2():
 
 
 def test_electronic_study_stores_defect_fermi_shifts_per_x():
-    recipe = {
-        "name": "es-defects",
-        "study": "electronic_structure",
-        "host": "LiCoO2",
-        "calculator": {"name": "mock"},
-        "electronic": {
-            "calculator": {"name": "xtb", "settings": {"min_length": 0.0}},
-            "x": [1.0],
-            "defects": ["F_O"],
-            "supercell": [2, 2, 1],
-        },
-    }
+    recipe = es_recipe(
+        "es-defects",
+        calculator={"name": "xtb", "settings": {"min_length": 0.0}},
+        x=[1.0],
+        defects=["F_O"],
+        supercell=[2, 2, 1],
+    )
     doc = run_recipe(recipe_from_dict(recipe), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
     f_o = {round(p["x"], 3): p for p in doc["points"] if p["kind"] == "F_O"}
     assert sorted(f_o) == [0.0, 1.0]  # the end members are always there
@@ -143,18 +139,13 @@ def test_pdos_plot_for_a_chosen_defect():
     from insertflow.errors import InsertflowError
     from insertflow.plotting import pdos_figure
 
-    recipe = {
-        "name": "es-pdos",
-        "study": "electronic_structure",
-        "host": "LiCoO2",
-        "calculator": {"name": "mock"},
-        "electronic": {
-            "calculator": {"name": "xtb", "settings": {"min_length": 0.0}},
-            "x": [1.0],
-            "defects": ["V_TM"],
-            "supercell": [2, 2, 1],
-        },
-    }
+    recipe = es_recipe(
+        "es-pdos",
+        calculator={"name": "xtb", "settings": {"min_length": 0.0}},
+        x=[1.0],
+        defects=["V_TM"],
+        supercell=[2, 2, 1],
+    )
     doc = run_recipe(recipe_from_dict(recipe), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
     label = next(p["label"] for p in doc["points"] if p["kind"] == "V_TM" and p["x"] == 1.0)
     figure = pdos_figure(doc, 1.0, label=label)

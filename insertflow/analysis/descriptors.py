@@ -112,7 +112,7 @@ def projected_weight(dos: CompleteDos, element: str, orbital: OrbitalType, energ
     if projected is None:
         raise DescriptorError(f"the DOS has no {element} {orbital.name} projection")
     energies = np.asarray(projected.energies)
-    density = sum(np.asarray(d) for d in projected.densities.values())
+    density = _both_spins(projected)
     low, high = energy_range
     inside = (energies >= low) & (energies <= high)
     if inside.sum() < 2:
@@ -143,6 +143,11 @@ def _p_centre_ef(dos: CompleteDos, anion: str, window: tuple[float, float] = CEN
     return float(dos.get_band_center(band=OrbitalType.p, elements=[Element(anion)], erange=window))
 
 
+def _both_spins(dos) -> np.ndarray:
+    """Densities of a ``Dos`` summed over spin channels."""
+    return sum(np.asarray(d) for d in dos.densities.values())
+
+
 def _require_projections(dos: CompleteDos) -> None:
     if dos is None:
         raise DescriptorError("no density of states in this output: run a DOS calculation (VASP: LORBIT = 11)")
@@ -164,7 +169,7 @@ def compact_pdos(
         projected = dos.get_element_spd_dos(element).get(orbital)
         if projected is None:
             continue
-        density = sum(np.asarray(d) for d in projected.densities.values())
+        density = _both_spins(projected)
         energies = np.asarray(projected.energies) - descriptors.reference_energy
         curves[label] = np.round(np.interp(grid, energies, density), 4).tolist()
     return {"energies": np.round(grid, 4).tolist(), "reference": descriptors.reference, "curves": curves}
