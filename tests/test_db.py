@@ -63,7 +63,7 @@ def test_orderings_defects_hysteresis_and_structures(filled):
 def test_clear_errors_for_unknown_or_mismatched_studies(filled):
     with pytest.raises(InsertflowError, match=r"no study 'nope'.*licoo2-levels-mock"):
         insertflow.voltage_profile("nope", store=filled)
-    with pytest.raises(InsertflowError, match=r"is a insertion_levels study, not defects"):
+    with pytest.raises(InsertflowError, match=r"is an insertion_levels study, not defects"):
         insertflow.defects("licoo2-levels-mock", store=filled)
     with pytest.raises(InsertflowError, match="no finished calculation 'x=9'"):
         insertflow.get_structure("licoo2-levels-mock", "x=9", store=filled)

@@ -1,6 +1,6 @@
 """A deterministic, dependency-light calculator for tests and CI.
 
-Energy model (eV), chosen so hulls and voltages mean something:
+Energy model (eV), chosen so hulls, voltages and defect energies mean something:
 
 * an elemental structure costs ``ELEMENTAL_ENERGY`` per atom (bcc Li: -1.909 eV/atom, the
   CHGNet 0.3.0 value, so mock voltages sit on a familiar scale);
@@ -8,9 +8,23 @@ Energy model (eV), chosen so hulls and voltages mean something:
   elemental energy minus ``voltage`` (the intrinsic insertion voltage, V);
 * mobile ions repel each other with a screened Coulomb pair term
   ``interaction * exp(-r / screening_length) / r`` (eV A / A) within ``cutoff``;
-* optionally (``tm_interaction``, default 0) transition-metal cations repel each other and the
-  mobile ions with the same screened form, so moving a TM between layers costs or gains
-  energy depending on how many ions are left around it (coupled defects in tests).
+* cation polyhedra in contact (sharing an edge or a face: two or more anions within
+  ``ANION_SHELL`` A of both cations) cost ``tm_tm_contact`` eV per TM-TM contact and
+  ``tm_ion_contact`` eV per TM-ion contact (Pauling's third rule: shared edges and faces
+  bring cations close). The count is topological, so a rattle of a few hundredths of an
+  Angstrom cannot change it.
+
+What the contact terms do to a TM that moves from its layer into an empty working-ion site
+of a layered oxide (LiCoO2: checked by counting in ``tests/test_mock.py``): it loses one TM-TM
+contact (the site it left) and gains the working ions of its new layer, about one more than it
+had, so dE_mig = -tm_tm_contact + tm_ion_contact * (gained ion contacts). The default
+``tm_tm_contact = -0.5`` binds TMs to their layer: migration is uphill by at least 0.5 eV at
+every x (the LiCoO2-like, static case). A positive ``tm_tm_contact`` with a larger
+``tm_ion_contact`` makes migration downhill where few ions are left and uphill where many are
+(the Li-rich-like, coupled case). Every ion of a layered oxide touches six TMs, so
+``tm_ion_contact`` lowers the voltage by about 6 x its value: raise ``voltage`` with it. The
+mock knows no site identities: an isolated TM_Li and Li_TM differ only by contacts and
+chemical potentials.
 
 Repulsion makes orderings rank (spread-out ions are cheaper), makes the formation energy
 convex in x (so intermediate compositions can sit on the hull) and lowers the average
@@ -22,7 +36,9 @@ stacking spacing is held fixed).
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
@@ -33,12 +49,22 @@ from pydantic import BaseModel, ConfigDict
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.calculators.base import (
+    CalculationOutcome,
+    SinglePoint,
+    as_structure,
+    check_energy,
+    field_of,
+    validate_task,
+)
 from insertflow.errors import CalculatorError
 
-MOCK_MODEL_VERSION = "1"
+MOCK_MODEL_VERSION = "2"
 MOBILE_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn")
 ELEMENTAL_ENERGY = {"Li": -1.909, "Na": -1.312, "K": -1.110, "Mg": -1.600, "Ca": -1.990, "Zn": -1.260}
+ANIONS = frozenset({"O", "F", "S", "Se", "Cl", "N"})
+#: A cation and an anion closer than this (A) are bonded: the anions two cations both bond to are shared.
+ANION_SHELL = 2.7
 FaultMode = Literal["raise", "nan", "no_converge", "drift"]
 FAULT_MODES = get_args(FaultMode)
 
@@ -53,42 +79,79 @@ def elemental_energy(symbol: str) -> float:
     return ELEMENTAL_ENERGY.get(symbol, -1.0 - 0.03 * Element(symbol).Z)
 
 
-def mock_energy(
-    structure: Structure,
-    voltage: float = 3.9,
-    interaction: float = 1.0,
-    screening_length: float = 3.0,
-    cutoff: float = 6.0,
-    tm_interaction: float = 0.0,
-) -> float:
-    """Total energy (eV) of ``structure`` in the mock model."""
+def is_transition_metal(symbol: str) -> bool:
+    """Whether ``symbol`` counts as a TM cation in the contact terms."""
+    return Element(symbol).is_transition_metal
+
+
+def polyhedral_contacts(structure: Structure) -> Counter:
+    """Cation pairs whose polyhedra share an edge or a face, counted by kind.
+
+    Returns counts keyed ``"TM-TM"``, ``"TM-ion"`` and ``"ion-ion"`` (ion: a mobile ion).
+    Two cations are in contact when two or more anions lie within ``ANION_SHELL`` of both
+    (periodic images told apart: the same anion seen through two images is not shared).
+    """
     symbols = [site.specie.symbol for site in structure]
-    if len(set(symbols)) == 1:
-        return elemental_energy(symbols[0]) * len(symbols)
-    energy = sum(elemental_energy(s) - voltage if s in MOBILE_IONS else site_energy(s) for s in symbols)
-    ion_indices = [i for i, s in enumerate(symbols) if s in MOBILE_IONS]
-    if len(ion_indices) > 0 and interaction:
-        ions = Structure.from_sites([structure[i] for i in ion_indices])
-        *_, distances = ions.get_neighbor_list(cutoff)
-        pair = interaction * np.exp(-distances / screening_length) / distances
-        energy += 0.5 * float(pair.sum())  # each pair is listed from both ends
-    if tm_interaction:
-        energy += _tm_repulsion(structure, symbols, tm_interaction, screening_length, cutoff)
-    return float(energy)
+    if not ANIONS & set(symbols):
+        return Counter()
+    centres, neighbours, images, _ = structure.get_neighbor_list(ANION_SHELL)
+    cations_of: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+    for centre, neighbour, image in zip(centres, neighbours, images, strict=True):
+        if symbols[centre] in ANIONS and symbols[neighbour] not in ANIONS:
+            cations_of.setdefault(int(centre), []).append((int(neighbour), tuple(int(v) for v in image)))
+    shared: Counter = Counter()
+    for bonded in cations_of.values():
+        for (i, image_i), (j, image_j) in itertools.combinations(bonded, 2):
+            offset = tuple(b - a for a, b in zip(image_i, image_j, strict=True))
+            pair = (i, j, offset) if (i, offset) < (j, tuple(-v for v in offset)) else (j, i, tuple(-v for v in offset))
+            shared[pair] += 1
+    kinds: Counter = Counter()
+    for (i, j, _), anions in shared.items():
+        if anions < 2:
+            continue  # corner sharing: no contact
+        tms = is_transition_metal(symbols[i]) + is_transition_metal(symbols[j])
+        ions = (symbols[i] in MOBILE_IONS) + (symbols[j] in MOBILE_IONS)
+        if tms == 2:
+            kinds["TM-TM"] += 1
+        elif tms == 1 and ions == 1:
+            kinds["TM-ion"] += 1
+        elif ions == 2:
+            kinds["ion-ion"] += 1
+    return kinds
 
 
-def _tm_repulsion(structure: Structure, symbols: list[str], strength: float, length: float, cutoff: float) -> float:
-    """Screened repulsion of every TM-TM and TM-ion pair (each pair once)."""
-    tm = {i for i, s in enumerate(symbols) if Element(s).is_transition_metal}
-    charged = [i for i, s in enumerate(symbols) if i in tm or s in MOBILE_IONS]
-    if not tm or len(charged) < 2:
-        return 0.0
-    sub = Structure.from_sites([structure[i] for i in charged])
-    centres, neighbours, _, distances = sub.get_neighbor_list(cutoff)
-    is_tm = np.array([charged[i] in tm for i in range(len(charged))])
-    involved = is_tm[centres] | is_tm[neighbours]
-    pair = strength * np.exp(-distances[involved] / length) / distances[involved]
-    return 0.5 * float(pair.sum())
+@dataclass
+class MockModel(MSONable):
+    """The mock energy model's parameters (see the module docstring); ``energy`` evaluates it."""
+
+    voltage: float = 3.9
+    interaction: float = 1.0
+    screening_length: float = 3.0
+    tm_tm_contact: float = -0.5
+    tm_ion_contact: float = 0.0
+    cutoff: float = 6.0
+
+    def energy(self, structure: Structure) -> float:
+        """Total energy (eV) of ``structure``."""
+        symbols = [site.specie.symbol for site in structure]
+        if len(set(symbols)) == 1:
+            return elemental_energy(symbols[0]) * len(symbols)
+        energy = sum(elemental_energy(s) - self.voltage if s in MOBILE_IONS else site_energy(s) for s in symbols)
+        ion_indices = [i for i, s in enumerate(symbols) if s in MOBILE_IONS]
+        if ion_indices and self.interaction:
+            ions = Structure.from_sites([structure[i] for i in ion_indices])
+            *_, distances = ions.get_neighbor_list(self.cutoff)
+            pair = self.interaction * np.exp(-distances / self.screening_length) / distances
+            energy += 0.5 * float(pair.sum())  # each pair is listed from both ends
+        if self.tm_tm_contact or self.tm_ion_contact:
+            contacts = polyhedral_contacts(structure)
+            energy += self.tm_tm_contact * contacts["TM-TM"] + self.tm_ion_contact * contacts["TM-ion"]
+        return float(energy)
+
+
+def mock_energy(structure: Structure, **parameters: float) -> float:
+    """Total energy (eV) of ``structure`` in the mock model with ``parameters`` (``MockModel`` fields)."""
+    return MockModel(**parameters).energy(structure)
 
 
 class MockTaskDoc(BaseModel):
@@ -110,10 +173,7 @@ class MockMaker(Maker):
 
     name: str = "mock calculation"
     task: str = "relax"
-    voltage: float = 3.9
-    interaction: float = 1.0
-    screening_length: float = 3.0
-    tm_interaction: float = 0.0
+    model: MockModel = field(default_factory=MockModel)
     faults: dict[str, str] = field(default_factory=dict)
     fixed_normal: list[float] | None = None
 
@@ -122,17 +182,13 @@ class MockMaker(Maker):
         """Compute the mock energy of ``structure``, applying any injected fault."""
         start = time.perf_counter()
         formula = structure.composition.reduced_formula
-        fault = self.faults.get(formula, self.faults.get("*"))
+        fault = fault_for(self.faults, formula)
         if fault == "raise":
             raise CalculatorError(f"mock fault 'raise' injected for {formula}")
         final = structure.copy()
         if fault == "drift" and self.task == "relax" and self.fixed_normal is None:
             final = _open_gap_along_c(final, 3.0)
-        energy = mock_energy(
-            final, self.voltage, self.interaction, self.screening_length, tm_interaction=self.tm_interaction
-        )
-        if fault == "nan":
-            energy = float("nan")
+        energy = float("nan") if fault == "nan" else self.model.energy(final)
         converged = fault != "no_converge"
         return MockTaskDoc(
             task=self.task,
@@ -142,6 +198,11 @@ class MockMaker(Maker):
             n_steps=1 if converged else 500,
             elapsed_time=time.perf_counter() - start,
         )
+
+
+def fault_for(faults: dict[str, str], formula: str) -> str | None:
+    """The fault injected for ``formula`` (its own, else the ``"*"`` one), if any."""
+    return faults.get(formula, faults.get("*"))
 
 
 def _open_gap_along_c(structure: Structure, width: float) -> Structure:
@@ -162,7 +223,7 @@ def _open_gap_along_c(structure: Structure, width: float) -> Structure:
 
 @dataclass
 class MockCalculator(MSONable):
-    """The deterministic test calculator behind the common protocol."""
+    """The deterministic test calculator behind the common protocol (settings: ``MockModel`` fields, faults)."""
 
     name: ClassVar[str] = "mock"
     supports_fixed_normal: ClassVar[bool] = True
@@ -170,7 +231,8 @@ class MockCalculator(MSONable):
     voltage: float = 3.9
     interaction: float = 1.0
     screening_length: float = 3.0
-    tm_interaction: float = 0.0
+    tm_tm_contact: float = -0.5
+    tm_ion_contact: float = 0.0
     faults: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -178,49 +240,47 @@ class MockCalculator(MSONable):
         if unknown:
             raise CalculatorError(f"unknown mock fault(s) {unknown}; use one of {', '.join(FAULT_MODES)}")
 
+    @property
+    def model(self) -> MockModel:
+        """The energy model these settings define."""
+        return MockModel(
+            voltage=self.voltage,
+            interaction=self.interaction,
+            screening_length=self.screening_length,
+            tm_tm_contact=self.tm_tm_contact,
+            tm_ion_contact=self.tm_ion_contact,
+        )
+
     def identity(self) -> dict:
         """Name, model version and settings (faults included: a faulty run is a different run)."""
+        model = self.model.as_dict()
+        settings = {k: v for k, v in model.items() if not k.startswith("@") and k != "cutoff"}
         return {
             "name": self.name,
             "version": MOCK_MODEL_VERSION,
-            "settings": {
-                "voltage": self.voltage,
-                "interaction": self.interaction,
-                "screening_length": self.screening_length,
-                "tm_interaction": self.tm_interaction,
-                "faults": dict(sorted(self.faults.items())),
-            },
+            "settings": {**settings, "faults": dict(sorted(self.faults.items()))},
         }
 
     def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None):
         """A mock job; ``fixed_normal`` suppresses the ``drift`` fault, as a real constraint would."""
         validate_task(task)
         maker = MockMaker(
-            name=f"mock {task}",
-            task=task,
-            voltage=self.voltage,
-            interaction=self.interaction,
-            screening_length=self.screening_length,
-            tm_interaction=self.tm_interaction,
-            faults=self.faults,
-            fixed_normal=fixed_normal,
+            name=f"mock {task}", task=task, model=self.model, faults=self.faults, fixed_normal=fixed_normal
         )
         return maker.make(structure)
 
-    def single_point_energies(self, structures: list[Structure]) -> list[float]:
-        """Mock energies of unrelaxed structures (``raise``/``nan`` faults give NaN)."""
-        energies = []
+    def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
+        """Mock energies of unrelaxed structures (``raise``/``nan`` faults fail, with the fault as reason)."""
+        model = self.model
+        points = []
         for structure in structures:
-            fault = self.faults.get(structure.composition.reduced_formula, self.faults.get("*"))
-            broken = fault in ("raise", "nan")
-            energies.append(
-                float("nan")
-                if broken
-                else mock_energy(
-                    structure, self.voltage, self.interaction, self.screening_length, tm_interaction=self.tm_interaction
-                )
-            )
-        return energies
+            formula = structure.composition.reduced_formula
+            fault = fault_for(self.faults, formula)
+            if fault in ("raise", "nan"):
+                points.append(SinglePoint(float("nan"), f"mock fault '{fault}' injected for {formula}"))
+            else:
+                points.append(SinglePoint(model.energy(structure)))
+        return points
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry from a ``MockTaskDoc`` (object or dict)."""
