@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from insertflow.errors import RecipeError
 from insertflow.resources import shipped_dir
+from insertflow.sampling.defects import default_rattle_seed
 
 
 class CalculatorSpec(BaseModel):
@@ -38,7 +39,7 @@ class ScreenSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     calculator: CalculatorSpec | None = Field(None, description="Screening calculator; default: the recipe's")
-    keep: int = Field(2, ge=1, description="Orderings per x that go on to relax")
+    keep: int = Field(4, ge=1, description="Orderings per x that go on to relax")
     window: float = Field(0.0, ge=0, description="meV/atom: also relax orderings this close to the lowest")
 
 
@@ -51,7 +52,7 @@ class LevelsSpec(BaseModel):
     supercell: list | None = Field(None, description="Instead: every ordering in this supercell of the host cell")
     active_sites: list[str] | None = Field(None, description="Wyckoff labels of sublattices to vary; default all")
     x: list[float] | None = Field(None, description="Only these x (end members always kept); default all")
-    ewald_keep: int = Field(5, ge=1, description="Lowest-Ewald orderings kept per x")
+    ewald_keep: int = Field(8, ge=1, description="Lowest-Ewald orderings kept per x")
     screen: ScreenSpec | None = Field(None, description="Single-point re-ranking tier; off when absent")
     max_active_sites: int = Field(18, ge=1, description="Refuse cells with more active sites than this")
     max_enumerated: int = Field(50_000, ge=1, description="Cap on enumerated structures; larger cells skipped")
@@ -70,6 +71,9 @@ class DefectsSpec(BaseModel):
     orderings_per_x: int = Field(1, ge=1, description="Lowest-Ewald pristine orderings per x")
     tetrahedral: bool = Field(False, description="Also migrate TMs into empty tetrahedral sites")
     rattle: float = Field(0.05, ge=0, description="A of seeded random displacement breaking symmetry")
+    rattle_seed: int = Field(
+        default_factory=default_rattle_seed, description="Seed of the rattle (default INSERTFLOW_RATTLE_SEED or 0)"
+    )
     chemical_potentials: dict[str, float] = Field(default_factory=dict, description="eV/atom, e.g. O and F for F_O")
     threshold: float = Field(0.0, description="eV: coupled when the energy crosses this across x")
     discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
@@ -132,7 +136,10 @@ def load_recipe(path: str | Path) -> Recipe:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{path} is not valid YAML{where}: {problem}") from exc
     if not isinstance(data, dict):
         raise RecipeError(f"{path} must hold a mapping of recipe keys (name, host, calculator, ...)")
     return recipe_from_dict(data, folder=path.parent, where=str(path))
@@ -161,7 +168,9 @@ def _locate(path: Path) -> Path:
 
 
 def _explain(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # an unknown key first: a typo ('calculater') also makes the real key look missing
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     location = ".".join(str(part) for part in err["loc"])
     if err["type"] == "extra_forbidden":
         model = _model_at(err["loc"][:-1])

@@ -114,7 +114,10 @@ class DefectStudyMaker(Maker):
             el: relax(f"reference {el}", working_ion_reference(el))
             for el in self.references_needed(candidates, host.working_ion)
         }
-        pristine_jobs = [relax(f"pristine {o.label}", rattled(o.structure, self.settings.rattle)) for o in pristine]
+        pristine_jobs = [
+            relax(f"pristine {o.label}", rattled(o.structure, self.settings.rattle, self.settings.rattle_seed))
+            for o in pristine
+        ]
         defect_jobs = [relax(c.label, c.structure) for c in candidates]
         full = host.structure.copy()
         full.make_supercell(matrix)
@@ -456,7 +459,7 @@ def _relithiated(migrated: DefectResult, context: dict, charge, doc: DefectStudy
     return [
         (
             f"discharge x={true_x[id(o)]:.3f} #{o.ewald_rank} [{migrated.label}]",
-            rattled(o.structure, settings.get("rattle", 0.0)),
+            rattled(o.structure, settings.get("rattle", 0.0), settings.get("rattle_seed", 0)),
         )
         for o in orderings
     ]

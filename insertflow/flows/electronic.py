@@ -52,9 +52,9 @@ class ElectronicStructureMaker(Maker):
         check_host_can_have(host, self.defects.kinds)
         matrix = choose_supercell(host, self.defects)
         chosen = []
-        for ordering in pristine_orderings(host, matrix, self.defects):
+        for ordering in pristine_orderings(host, matrix, self.defects, section="electronic", keep_end_members=True):
             pristine = {"label": ordering.label, "x": ordering.x, "kind": "pristine"}
-            chosen.append((pristine, rattled(ordering.structure, self.defects.rattle)))
+            chosen.append((pristine, rattled(ordering.structure, self.defects.rattle, self.defects.rattle_seed)))
             candidates, _ = generate_defects(host, matrix, ordering, self.defects)
             for candidate in candidates:
                 meta = {

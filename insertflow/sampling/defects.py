@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,19 @@ MIN_DEFECT_DISTANCE = 1.5
 SHELL_WIDTH = 0.5
 
 
+def default_rattle_seed() -> int:
+    """The rattle seed when a recipe gives none: ``INSERTFLOW_RATTLE_SEED``, else 0.
+
+    A different seed gives other displacements (so other content keys): how a test suite
+    shows that no verdict rests on one particular rattle.
+    """
+    value = os.environ.get("INSERTFLOW_RATTLE_SEED", "").strip()
+    try:
+        return int(value) if value else 0
+    except ValueError as exc:
+        raise RecipeError(f"INSERTFLOW_RATTLE_SEED must be an integer (got {value!r})") from exc
+
+
 @dataclass
 class DefectSettings(MSONable):
     """Which defects, at which x, in which supercell."""
@@ -48,6 +62,7 @@ class DefectSettings(MSONable):
     orderings_per_x: int = 1  # lowest-Ewald pristine orderings per x
     tetrahedral: bool = False  # also migrate into empty tetrahedra next to empty octahedra
     rattle: float = 0.05  # A, seeded random displacement breaking symmetry (0: none)
+    rattle_seed: int = field(default_factory=default_rattle_seed)  # another seed: other displacements
     max_active_sites: int = 18
 
     def __post_init__(self) -> None:
@@ -126,8 +141,18 @@ def check_host_can_have(host: Host, kinds: list[str]) -> None:
         raise RecipeError(f"F_O: host {host.formula} has no O to substitute")
 
 
-def pristine_orderings(host: Host, matrix: list[list[int]], settings: DefectSettings) -> list[Ordering]:
-    """The lowest-Ewald orderings at each requested x, all in the defect supercell."""
+def pristine_orderings(
+    host: Host,
+    matrix: list[list[int]],
+    settings: DefectSettings,
+    section: str = "defects",
+    keep_end_members: bool = False,
+) -> list[Ordering]:
+    """The lowest-Ewald orderings at each requested x, all in the defect supercell.
+
+    A defect study takes the x it is given (``keep_end_members`` False: no extra 48-atom
+    relaxations); ``section`` names the recipe section in error messages.
+    """
     orderings, _ = select_orderings(
         host,
         OrderingSettings(
@@ -136,6 +161,8 @@ def pristine_orderings(host: Host, matrix: list[list[int]], settings: DefectSett
             x=settings.x,
             ewald_keep=settings.orderings_per_x,
             max_active_sites=settings.max_active_sites,
+            section=section,
+            keep_end_members=keep_end_members,
         ),
     )
     return orderings
@@ -208,18 +235,19 @@ def generate_defects(
     distinct = _dedupe(candidates)  # before rattling: the rattle would hide equivalences
     seen: dict[str, int] = {}
     for candidate in distinct:
-        candidate.structure = rattled(candidate.structure, settings.rattle)
+        candidate.structure = rattled(candidate.structure, settings.rattle, settings.rattle_seed)
         seen[candidate.label] = seen.get(candidate.label, 0) + 1
         if seen[candidate.label] > 1:  # distinct sites with the same Wyckoff letter
             candidate.label = f"{candidate.label} ({seen[candidate.label]})"
     return distinct, notes
 
 
-def rattled(structure: Structure, amplitude: float) -> Structure:
-    """``structure`` with Gaussian displacements of ``amplitude`` A, seeded by the structure itself."""
+def rattled(structure: Structure, amplitude: float, seed: int = 0) -> Structure:
+    """``structure`` with Gaussian displacements of ``amplitude`` A, seeded by the structure itself and ``seed``."""
     if amplitude <= 0:
         return structure.copy()
-    digest = hashlib.sha256(np.round(structure.cart_coords, 4).tobytes() + str(structure.composition).encode())
+    salt = b"" if seed == 0 else f"seed={seed}".encode()  # seed 0 keeps the displacements of earlier versions
+    digest = hashlib.sha256(np.round(structure.cart_coords, 4).tobytes() + str(structure.composition).encode() + salt)
     rng = np.random.default_rng(int(digest.hexdigest()[:12], 16))
     moved = structure.copy()
     displacements = rng.normal(0.0, amplitude, size=(len(moved), 3))

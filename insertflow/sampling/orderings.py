@@ -44,23 +44,27 @@ class OrderingSettings(MSONable):
     supercell: list[list[int]] | None = None  # instead: every ordering in this one supercell of the host cell
     active_sites: list[str] | None = None  # Wyckoff labels of the sublattices to vary; None = all
     x: list[float] | None = None  # only these x (end members are always kept); None = all reachable
-    ewald_keep: int = 5  # lowest-Ewald orderings kept per x
+    ewald_keep: int = 8  # lowest-Ewald orderings kept per x
     max_active_sites: int = 18  # refuse cells whose 2^n labelings would take icet minutes
     max_enumerated: int = 50_000  # stop enumerating larger cells beyond this many structures
+    section: str = "levels"  # the recipe section these settings come from (named in error messages)
+    keep_end_members: bool = True  # with x given: also the lowest and highest x (a profile needs them)
 
     def __post_init__(self) -> None:
         if self.max_size < 1:
-            raise RecipeError(f"levels.max_size must be at least 1 (got {self.max_size})")
+            raise RecipeError(f"{self.section}.max_size must be at least 1 (got {self.max_size})")
         if self.ewald_keep < 1:
-            raise RecipeError(f"levels.ewald_keep must be at least 1 (got {self.ewald_keep})")
+            raise RecipeError(f"{self.section}.ewald_keep must be at least 1 (got {self.ewald_keep})")
         if self.supercell is not None:
             matrix = np.array(self.supercell)
             if matrix.shape == (3,):
                 matrix = np.diag(matrix)
             if matrix.shape != (3, 3) or not np.allclose(matrix, np.round(matrix)):
-                raise RecipeError(f"levels.supercell must be 3 integers or a 3x3 integer matrix (got {self.supercell})")
+                raise RecipeError(
+                    f"{self.section}.supercell must be 3 integers or a 3x3 integer matrix (got {self.supercell})"
+                )
             if round(abs(np.linalg.det(matrix))) < 1:
-                raise RecipeError(f"levels.supercell {self.supercell} is singular")
+                raise RecipeError(f"{self.section}.supercell {self.supercell} is singular")
             self.supercell = np.round(matrix).astype(int).tolist()
 
 
@@ -130,7 +134,9 @@ def select_orderings(
     if active_indices is not None:
         active = sorted(active_indices)
     else:
-        active = active_site_indices(base, host.working_ion, settings.active_sites, where=f"host '{host.name}'")
+        active = active_site_indices(
+            base, host.working_ion, settings.active_sites, where=f"host '{host.name}'", section=settings.section
+        )
     summary = EnumerationSummary(
         cell=cell_text,
         active_sites=settings.active_sites or ["all"],
@@ -138,6 +144,9 @@ def select_orderings(
         sizes=[],
     )
     framework = framework_unit(host.formula, host.working_ion)
+    if settings.x is not None:  # refuse an unreachable x before minutes of enumeration, not after
+        reachable = _reachable_x(base, active, sizes, framework, host.working_ion)
+        _wanted_keys(settings.x, {x_key(x): x for x in reachable}, settings.section, settings.keep_end_members)
     charges = _ewald_charges(host)
     found: dict[str, list[tuple[int, Structure]]] = defaultdict(list)  # (cells, structure) per x
     xs: dict[str, float] = {}
@@ -148,7 +157,7 @@ def select_orderings(
         found[key].append((cells, structure))
     summary.enumerated = {key: len(found[key]) for key in sorted(found, key=float)}
 
-    wanted = _wanted_keys(settings.x, xs)
+    wanted = _wanted_keys(settings.x, xs, settings.section, settings.keep_end_members)
     if only is not None:
         wanted = [key for key in wanted if only(xs[key])]
     orderings: list[Ordering] = []
@@ -214,13 +223,13 @@ def _enumerate(
         if n_active > settings.max_active_sites:
             message = (
                 f"cells of {size} and more would have {n_active} active {working_ion} sites (2^{n_active} "
-                f"labelings, beyond levels.max_active_sites={settings.max_active_sites})"
+                f"labelings, beyond {settings.section}.max_active_sites={settings.max_active_sites})"
             )
             if size == sizes[0]:
                 raise RecipeError(
                     f"the enumeration cell has {n_active} active {working_ion} sites: icet would sift 2^{n_active} "
-                    "orderings and would not finish; use a smaller levels.supercell or levels.max_size, or restrict "
-                    "levels.active_sites"
+                    f"orderings and would not finish; use a smaller {settings.section}.supercell or "
+                    f"{settings.section}.max_size, or restrict {settings.section}.active_sites"
                 )
             summary.notes.append(f"skipped: {message}")
             progress.emit(STAGE, f"size {size}", f"skipped: {message}")
@@ -234,13 +243,14 @@ def _enumerate(
                     break
         if total + len(batch) > settings.max_enumerated:
             message = (
-                f"cells of {size} primitive cells exceed levels.max_enumerated={settings.max_enumerated} "
+                f"cells of {size} primitive cells exceed {settings.section}.max_enumerated={settings.max_enumerated} "
                 f"structures together with the smaller ones"
             )
             if size == sizes[0]:
                 raise RecipeError(
                     f"one enumeration cell alone has more than {settings.max_enumerated} orderings; use a smaller "
-                    "levels.supercell, restrict levels.active_sites, or raise levels.max_enumerated"
+                    f"{settings.section}.supercell, restrict {settings.section}.active_sites, or raise "
+                    f"{settings.section}.max_enumerated"
                 )
             summary.notes.append(f"capped: {message}; kept sizes 1-{size - 1}")
             progress.emit(STAGE, f"size {size}", f"capped: {message}")
@@ -319,20 +329,29 @@ def tight_matcher() -> StructureMatcher:
     )
 
 
-def _wanted_keys(requested: list[float] | None, reachable: dict[str, float]) -> list[str]:
+def _reachable_x(base: Structure, active: list[int], sizes: list[int], framework: Composition, ion: str) -> list[float]:
+    """Every x the enumeration cells can hold: k active sites filled, the fixed ions kept, per framework unit."""
+    units = units_of(base.composition, framework, ion)
+    fixed = base.composition.element_composition[ion] - len(active)
+    return sorted({(size * fixed + k) / (size * units) for size in sizes for k in range(size * len(active) + 1)})
+
+
+def _wanted_keys(
+    requested: list[float] | None, reachable: dict[str, float], section: str = "levels", keep_ends: bool = True
+) -> list[str]:
     if not reachable:
         raise RecipeError("the enumeration produced no structure")
     ends = {min(reachable, key=lambda k: reachable[k]), max(reachable, key=lambda k: reachable[k])}
     if requested is None:
         return list(reachable)
-    wanted = set(ends)
+    wanted = set(ends) if keep_ends else set()
     for x in requested:
         match = [key for key, value in reachable.items() if abs(value - x) < X_TOLERANCE]
         if not match:
             options = ", ".join(f"{reachable[k]:.4g}" for k in sorted(reachable, key=float))
             raise RecipeError(
-                f"levels.x: x={x} is not reachable with these cells; reachable x: {options}. "
-                "Raise levels.max_size or pick a reachable x"
+                f"{section}.x: x={x} is not reachable with these cells; reachable x: {options}. "
+                f"Use a larger {section}.supercell or {section}.max_size, or pick a reachable x"
             )
         wanted.add(match[0])
     return list(wanted)

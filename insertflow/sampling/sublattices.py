@@ -48,7 +48,7 @@ def working_ion_sublattices(structure: Structure, working_ion: str, symprec: flo
 
 
 def active_site_indices(
-    structure: Structure, working_ion: str, active_sites: list[str] | None, where: str = "host"
+    structure: Structure, working_ion: str, active_sites: list[str] | None, where: str = "host", section: str = "levels"
 ) -> list[int]:
     """Indices of the working-ion sites that may be emptied.
 
@@ -67,10 +67,10 @@ def active_site_indices(
         matches = [sub for sub in sublattices if key in (sub.label, sub.label.lstrip("0123456789"))]
         if not matches:
             raise RecipeError(
-                f"levels.active_sites: {where} has no {working_ion} sublattice '{key}'; its {working_ion} "
+                f"{section}.active_sites: {where} has no {working_ion} sublattice '{key}'; its {working_ion} "
                 f"sublattices are: {available}"
             )
         chosen.extend(i for sub in matches for i in sub.indices)
     if not chosen:
-        raise RecipeError(f"levels.active_sites selects no {working_ion} site in {where}")
+        raise RecipeError(f"{section}.active_sites selects no {working_ion} site in {where}")
     return sorted(set(chosen))
