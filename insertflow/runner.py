@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -12,8 +13,7 @@ from typing import TextIO
 from jobflow import Flow, JobStore, run_locally
 
 from insertflow.calculators import get_calculator
-from insertflow.db import latest_study
-from insertflow.errors import InsertflowError
+from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
@@ -24,7 +24,10 @@ from insertflow.progress import ProgressReporter, reporting
 from insertflow.recipe import DefectsSpec, LevelsSpec, Recipe
 from insertflow.sampling.defects import DefectSettings
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
-from insertflow.store import open_store, resolve_store_config
+from insertflow.store import StoreConfig, open_store, resolve_store_config
+
+#: ``kind`` of every study document a recipe can produce.
+STUDY_KINDS = ("end_member_voltage", "insertion_levels", "defects", "electronic_structure")
 
 
 def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
@@ -36,6 +39,7 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
         check_oxidation_states=recipe.check_oxidation_states,
     )
     calculator = get_calculator(recipe.calculator.name, recipe.calculator.settings)
+    check_elements(calculator, host)
     guard = LayerGuard(policy=recipe.layer_guard.policy, max_gap_growth=recipe.layer_guard.max_gap_growth)
     if recipe.study == "insertion_levels":
         return host, *_levels_flow(recipe, host, calculator, guard)
@@ -46,6 +50,20 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
+
+
+def check_elements(calculator, host: Host) -> None:
+    """Refuse, before any job exists, a host with elements the calculator cannot treat."""
+    unsupported = getattr(calculator, "unsupported_elements", None)
+    if unsupported is None:
+        return
+    elements = {el.symbol for el in host.structure.composition.elements} | {host.working_ion}
+    missing = unsupported(elements)
+    if missing:
+        raise CalculatorError(
+            f"calculator '{calculator.name}' cannot treat {', '.join(missing)} (in host {host.formula}); "
+            "choose another calculator for this host"
+        )
 
 
 def _electronic_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
@@ -102,7 +120,7 @@ def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> t
     maker = InsertionLevelsMaker(
         calculator=calculator,
         screen_calculator=screen_calculator,
-        screen_keep=keep or 2,
+        screen_keep=keep or InsertionLevelsMaker.screen_keep,
         screen_window=window,
         orderings=settings,
         guard=guard,
@@ -118,33 +136,65 @@ def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> t
 
 def run_recipe(
     recipe: Recipe,
-    store: JobStore | None = None,
+    store: JobStore | StoreConfig | None = None,
     store_override: str | None = None,
     stream: TextIO | None = None,
     verbose: bool = False,
 ) -> dict:
-    """Run ``recipe`` on this machine; return the study document as stored."""
-    store = store or open_store(resolve_store_config(recipe.store, store_override, recipe.folder))
+    """Run ``recipe`` on this machine; return the study document as stored.
+
+    Bad input (recipe, host, calculator, workdir) is refused before the store is opened.
+    """
     reporter = ProgressReporter({}, stream)
-    with _workdir(recipe.workdir) as root, reporting(reporter), _quiet_libraries():
+    with _workdir(recipe.workdir, recipe.folder) as root, reporting(reporter), _quiet_libraries():
         _, flow, plan = build_study(recipe)
+        if not isinstance(store, JobStore):
+            store = open_store(store or resolve_store_config(recipe.store, store_override, recipe.folder))
         reporter.plan.update(plan)
-        run_locally(flow, store=store, root_dir=root, create_folders=True, log=verbose)
-    doc = latest_study(store, recipe.name)
-    if doc is None:
+        responses = run_locally(flow, store=store, root_dir=root, create_folders=True, log=verbose)
+    doc = _study_of_this_run(responses, store, recipe.name)
+    if doc is None:  # an older document of the same name is not this run's result
         raise InsertflowError(f"study '{recipe.name}' did not finish; run again with --verbose to see the job log")
     return doc
 
 
+def _study_of_this_run(responses: dict, store: JobStore, name: str) -> dict | None:
+    """The stored document of the study job this run executed (None if it never finished)."""
+    for uuid, by_index in responses.items():
+        for index, response in by_index.items():
+            output = getattr(response, "output", None)
+            if getattr(output, "study", None) == name and getattr(output, "kind", None) in STUDY_KINDS:
+                stored = store.query_one({"uuid": uuid, "index": index}, properties=["output"])
+                return None if stored is None else stored["output"]
+    return None
+
+
 @contextlib.contextmanager
-def _workdir(path: str | None) -> Iterator[Path]:
+def _workdir(path: str | None, folder: Path) -> Iterator[Path]:
+    """The job folder root: ``workdir`` (relative to the recipe, like ``host``) or a temporary folder."""
     if path:
-        folder = Path(path).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        yield folder
+        yield usable_workdir(path, folder)
     else:
         with tempfile.TemporaryDirectory(prefix="insertflow-") as tmp:
             yield Path(tmp)
+
+
+def usable_workdir(path: str, folder: Path) -> Path:
+    """``workdir`` resolved against the recipe's folder, created, and checked writable (one clear error)."""
+    target = Path(path).expanduser()
+    if not target.is_absolute():
+        target = folder / target
+    if target.exists() and not target.is_dir():
+        raise RecipeError(f"workdir {target} is a file, not a folder; give a folder for the job folders")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecipeError(
+            f"workdir {target} cannot be created ({exc.strerror or exc}); give a writable folder"
+        ) from exc
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise RecipeError(f"workdir {target} is not writable; give a writable folder")
+    return target
 
 
 @contextlib.contextmanager

@@ -51,8 +51,11 @@ def test_second_run_reuses_and_changed_setting_recomputes(embedded_store, licoo2
     changed = run_study(embedded_store, {"voltage": 4.2})
     assert (changed["new_calculations"], changed["reused_calculations"]) == (3, 0)
     assert changed["average_voltage"] == pytest.approx(hand_voltage(licoo2, voltage=4.2), abs=1e-9)
-    # A changed setting shifts only the Li site energy: the voltage moves by exactly 0.3 V.
-    assert changed["average_voltage"] - first["average_voltage"] == pytest.approx(0.3, abs=1e-9)
+    # the changed setting made new records under new keys; the first run's records are still there
+    first_keys = {c["content_key"] for c in first["calculations"]}
+    assert first_keys.isdisjoint(c["content_key"] for c in changed["calculations"])
+    for key in first_keys | {c["content_key"] for c in changed["calculations"]}:
+        assert embedded_store.count({"output.content_key": key, "output.reused": False}) == 1  # computed once
 
 
 @pytest.mark.parametrize(
@@ -106,3 +109,33 @@ def test_layer_drift_constrained(memory_store, licoo2):
 def test_layer_guard_off_accepts_drift(memory_store):
     doc = run_study(memory_store, {"faults": {"CoO2": "drift"}}, LayerGuard(policy="off"))
     assert doc["failed"] == [] and doc["average_voltage"] is not None
+
+
+def test_a_run_whose_study_job_fails_does_not_return_an_older_document(embedded_store, monkeypatch):
+    from insertflow.errors import InsertflowError
+    from insertflow.flows import end_members
+    from insertflow.recipe import recipe_from_dict
+    from insertflow.runner import run_recipe
+
+    recipe = recipe_from_dict({"name": "t", "host": "LiCoO2", "calculator": {"name": "mock"}})
+    assert run_recipe(recipe, store=embedded_store, stream=io.StringIO())["average_voltage"] is not None
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("analysis crashed")
+
+    monkeypatch.setattr(end_members, "average_voltage", broken)
+    with pytest.raises(InsertflowError, match="study 't' did not finish"):
+        run_recipe(recipe, store=embedded_store, stream=io.StringIO())
+
+
+def test_a_flagged_result_is_not_reused_by_a_study_that_constrains(memory_store, licoo2):
+    drifting = {"faults": {"CoO2": "drift"}}
+    flagged = run_study(memory_store, drifting, LayerGuard(policy="flag"))
+    assert flagged["average_voltage"] is None
+    constrained = run_study(memory_store, drifting, LayerGuard(policy="constrain"))
+    charged = next(c for c in constrained["calculations"] if c["label"] == "charged")
+    assert not charged["reused"] and charged["constrained"] and charged["status"] == "ok"
+    assert constrained["average_voltage"] == pytest.approx(hand_voltage(licoo2), abs=1e-9)
+    # and the other way round: a flag study never receives the constrained result
+    again = run_study(memory_store, drifting, LayerGuard(policy="flag"))
+    assert next(c for c in again["calculations"] if c["label"] == "charged")["status"] == "flagged"

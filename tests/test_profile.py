@@ -136,3 +136,10 @@ def test_x_counts_against_the_host_formula_unit_and_voltages_do_not_care():
     assert spinel.capacity_grav == pytest.approx(reduced.capacity_grav)
     # -(E(Li2Mn4O8) - E(Mn4O8) - 2 E_Li) / 2 = -(-8.2 + 4) / 2 = 2.1 V
     assert spinel.average_voltage == pytest.approx(2.1)
+
+
+def test_the_working_ion_entry_is_a_reference_not_a_host_composition():
+    entries = [("Li", ComputedEntry("Li2", 2 * E_LI)), ("x0", lix_coo2(0, 1, -20.0)), ("x1", lix_coo2(1, 1, -25.0))]
+    with pytest.raises(InsertflowError, match=r"Li: the elemental Li is the reference \(ion_reference\)"):
+        voltage_profile(entries, LI, "Li")  # listed first, it used to set an empty framework: division by zero
+    assert voltage_profile(entries[1:], LI, "Li").average_voltage == pytest.approx(3.0)

@@ -159,6 +159,12 @@ def voltage_profile(
     """
     if not labelled_entries:
         raise InsertflowError("no entries to build a voltage profile from")
+    elemental = [label for label, e in labelled_entries if not framework_of(e.composition, working_ion).num_atoms]
+    if elemental:
+        raise InsertflowError(
+            f"{', '.join(elemental)}: the elemental {working_ion} is the reference (ion_reference), "
+            "not a host composition; leave it out of the entries"
+        )
     if framework is None:
         framework = framework_of(labelled_entries[0][1].composition, working_ion).reduced_composition
     points = []

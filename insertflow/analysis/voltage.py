@@ -27,6 +27,13 @@ def framework_unit(host_formula: str, working_ion: str) -> Composition:
 def units_of(composition: Composition, unit: Composition, working_ion: str) -> float:
     """How many framework units ``unit`` the composition holds (its ions aside)."""
     own = framework_of(composition, working_ion)
+    if unit.num_atoms == 0:
+        raise InsertflowError(f"the framework unit is empty: {working_ion} alone is the reference, not a host")
+    if own.num_atoms == 0:
+        raise InsertflowError(
+            f"{composition.reduced_formula} is the elemental {working_ion}, not a composition of the host: "
+            "pass it as the working-ion reference"
+        )
     if own.reduced_formula != unit.reduced_formula:
         raise InsertflowError(f"{composition.reduced_formula} does not share the framework {unit.reduced_formula}")
     return own.num_atoms / unit.num_atoms
@@ -72,8 +79,10 @@ def electrode_document(
 ) -> InsertionElectrodeDoc | None:
     """emmet-core's ``InsertionElectrodeDoc`` for ``entries`` (None if there is no voltage step).
 
-    Entries need ``data["material_id"]``; energies above hull go in
-    ``data["decomposition_energy"]`` so ``stability_charge`` / ``stability_discharge`` are set.
+    Entries need ``data["material_id"]``. No ``data["decomposition_energy"]`` is set: emmet
+    fills ``stability_charge`` / ``stability_discharge`` from it, and in the Materials Project
+    they mean stability against the full phase diagram, not against this 1D hull (whose
+    energies above hull are stored under their own names in our documents).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

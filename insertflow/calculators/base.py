@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -55,6 +56,19 @@ class Calculator(Protocol):
         """Turn the job's output into an entry (with corrections); raise ``CalculatorError`` if unusable."""
 
 
+@dataclass
+class SinglePoint:
+    """One cheap single-point energy: the energy, or NaN and why there is none."""
+
+    energy: float  # eV, total; NaN when the model failed on the structure
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the energy is usable (finite)."""
+        return math.isfinite(self.energy)
+
+
 @runtime_checkable
 class SinglePointScreener(Protocol):
     """A calculator that can also give many cheap single-point energies in this process.
@@ -63,8 +77,16 @@ class SinglePointScreener(Protocol):
     potential, or the mock); file-based codes (VASP) do not implement it.
     """
 
-    def single_point_energies(self, structures: list[Structure]) -> list[float]:
-        """Total energies (eV) of unrelaxed ``structures``; NaN where the model fails."""
+    def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
+        """Total energies (eV) of unrelaxed ``structures``; NaN with the reason where the model fails."""
+
+
+@functools.cache
+def package_version(name: str) -> str:
+    """Installed version of a package (cached: ``importlib.metadata`` reads files each call, ~2 ms)."""
+    from importlib.metadata import version
+
+    return version(name)
 
 
 def field_of(doc: Any, *path: str) -> Any:

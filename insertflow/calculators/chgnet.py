@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,12 +16,22 @@ from monty.json import MSONable
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.calculators.base import (
+    CalculationOutcome,
+    SinglePoint,
+    as_structure,
+    check_energy,
+    field_of,
+    package_version,
+    validate_task,
+)
 from insertflow.errors import CalculatorError
 
 #: ASE FrechetCellFilter strain mask (Voigt xx yy zz yz xz xy) that freezes the spacing
 #: of planes normal to z (and their tilt): the "constrain" answer to layers drifting apart.
 FIXED_Z_SPACING_MASK = [1, 1, 0, 0, 0, 1]
+#: CHGNet's atom embedding covers H (1) to Pu (94).
+CHGNET_MAX_Z = 94
 
 
 @dataclass
@@ -104,13 +115,17 @@ class CHGNetCalculator(MSONable):
                 "the chgnet calculator needs the ML extra: pip install torch==2.13.0 && pip install 'insertflow[ml]'"
             ) from exc
 
+    def unsupported_elements(self, elements: set[str]) -> list[str]:
+        """Elements CHGNet has no embedding for (it knows H to Pu, Z <= 94)."""
+        from pymatgen.core import Element
+
+        return sorted(el for el in elements if Element(el).Z > CHGNET_MAX_Z)
+
     def identity(self) -> dict:
         """Package and model versions plus the settings that change results (not threads)."""
-        from importlib.metadata import version
-
         return {
             "name": self.name,
-            "version": f"chgnet {version('chgnet')}, model {self.model}",
+            "version": f"chgnet {package_version('chgnet')}, model {self.model}",
             "settings": {
                 "fmax": self.fmax,
                 "steps": self.steps,
@@ -138,25 +153,31 @@ class CHGNetCalculator(MSONable):
         )
         return maker.make(structure)
 
-    def single_point_energies(self, structures: list[Structure]) -> list[float]:
+    def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
         """CHGNet total energies (eV) of unrelaxed structures, one model call each.
 
         One structure per call: on 2 CPU cores batching mixed cell sizes was measured
-        slower (graph construction dominates), see ``benchmarks/levels.py``.
+        slower (graph construction dominates), see ``benchmarks/levels.py``. A structure
+        the model rejects ranks last with the model's message; it does not stop the screen.
         """
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
         model = _load_model(self.model)
-        energies = []
+        points = []
         for structure in structures:
             try:
                 prediction = model.predict_structure(structure, task="e")
-                energies.append(float(prediction["e"]) * len(structure))
-            except Exception:  # a structure the graph builder rejects ranks last, it does not stop the screen
-                energies.append(float("nan"))
-        return energies
+            except Exception as exc:  # graph construction and the model raise many types
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                points.append(SinglePoint(float("nan"), f"{type(exc).__name__}: {message}".rstrip(": ")))
+                continue
+            energy = float(prediction["e"]) * len(structure)
+            points.append(
+                SinglePoint(energy, None if math.isfinite(energy) else "CHGNet predicted a non-finite energy")
+            )
+        return points
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry from atomate2's ``ForceFieldTaskDocument`` (object or dict)."""
@@ -164,9 +185,7 @@ class CHGNetCalculator(MSONable):
         formula = structure.composition.reduced_formula
         energy = check_energy(field_of(output, "output", "energy"), formula, "chgnet")
         n_steps = field_of(output, "output", "n_steps")
-        converged = bool(field_of(output, "is_force_converged"))
-        if n_steps is not None and n_steps <= 1:
-            converged = True  # a single point has nothing to converge
+        converged = relaxation_converged(output)
         steps = field_of(output, "output", "ionic_steps") or []
         magmoms = field_of(steps[-1], "magmoms") if steps else None
         entry = ComputedStructureEntry(structure, energy, parameters={"calculator": self.identity()})
@@ -177,6 +196,23 @@ class CHGNetCalculator(MSONable):
             wall_time_s=field_of(output, "output", "elapsed_time"),
             magmoms=None if magmoms is None else [float(m) for m in magmoms],
         )
+
+
+def relaxation_converged(output: Any) -> bool:
+    """Whether an atomate2 force-field task finished: a single point always; a relaxation when its optimizer converged.
+
+    atomate2 also stores ``is_force_converged``, a check of the raw atomic forces against
+    fmax with ``<``. Under a cell filter the optimizer converges on the filter's forces
+    (atomic forces mapped through the cell deformation, plus the stress), so a converged
+    relaxation can fail that check by 1e-4 eV/A (measured: 0.0501 vs 0.05 on a sulfide) and
+    more steps change nothing. The optimizer's own verdict (``state``) decides here.
+    """
+    if (field_of(output, "input", "steps") or 0) <= 1:
+        return True  # a single point has nothing to converge
+    state = field_of(output, "state")
+    if state is not None:
+        return str(getattr(state, "value", state)) == "successful"
+    return bool(field_of(output, "is_force_converged"))
 
 
 def rotate_normal_to_z(structure: Structure, normal: list[float]) -> Structure:

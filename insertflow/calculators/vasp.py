@@ -11,7 +11,6 @@ checked without them (``input_set(..., potcar_spec=True)`` writes POTCAR.spec on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import Any, ClassVar
 
 import yaml
@@ -20,7 +19,14 @@ from pymatgen.core import Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
-from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.calculators.base import (
+    CalculationOutcome,
+    as_structure,
+    check_energy,
+    field_of,
+    package_version,
+    validate_task,
+)
 from insertflow.errors import CalculatorError
 from insertflow.resources import shipped_dir
 
@@ -82,7 +88,7 @@ class VaspCalculator(MSONable):
         """atomate2/pymatgen versions, the preset's values and the overrides."""
         return {
             "name": self.name,
-            "version": f"atomate2 {version('atomate2')}, pymatgen {version('pymatgen')}",
+            "version": f"atomate2 {package_version('atomate2')}, pymatgen {package_version('pymatgen')}",
             "settings": {
                 "preset": self._preset,
                 "user_incar_settings": dict(sorted(self.user_incar_settings.items())),

@@ -25,7 +25,14 @@ from pymatgen.electronic_structure.core import Orbital, Spin
 from pymatgen.electronic_structure.dos import CompleteDos, Dos
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from insertflow.calculators.base import CalculationOutcome, as_structure, check_energy, field_of, validate_task
+from insertflow.calculators.base import (
+    CalculationOutcome,
+    as_structure,
+    check_energy,
+    field_of,
+    package_version,
+    validate_task,
+)
 from insertflow.errors import CalculatorError
 
 HARTREE = 27.211386245988  # eV
@@ -190,11 +197,9 @@ class XTBCalculator(MSONable):
 
     def identity(self) -> dict:
         """Tblite version and the settings that change results."""
-        from importlib.metadata import version
-
         return {
             "name": self.name,
-            "version": f"tblite {version('tblite')}",
+            "version": f"tblite {package_version('tblite')}",
             "settings": {
                 "method": self.method,
                 "min_length": self.min_length,

@@ -23,7 +23,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from insertflow import progress
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import electrode_document, framework_unit
-from insertflow.calculators.base import Calculator, SinglePointScreener
+from insertflow.calculators.base import Calculator, SinglePoint, SinglePointScreener
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
 from insertflow.flows.end_members import material_id
@@ -51,7 +51,7 @@ class InsertionLevelsMaker(Maker):
     name: str = "insertion levels"
     calculator: Calculator | None = None
     screen_calculator: Calculator | None = None  # single points between Ewald and relaxation
-    screen_keep: int = 2  # orderings per x that go on to relax after screening
+    screen_keep: int = 4  # orderings per x that go on to relax after screening
     screen_window: float = 0.0  # meV/atom: also relax any ordering this close to the lowest single point
     orderings: OrderingSettings = field(default_factory=OrderingSettings)
     guard: LayerGuard = field(default_factory=LayerGuard)
@@ -167,13 +167,16 @@ def screen_orderings(
             sort={"completed_at": -1},
         )
     item = f"{len(orderings)} orderings ({identity['name']})"
+    keys = [content_key(o.structure, identity, "static") for o in orderings]
     if cached is not None:
         by_key = cached["output"]["energies"]
-        energies = [by_key.get(content_key(o.structure, identity, "static"), math.nan) for o in orderings]
-        progress.emit(SCREEN_STAGE, item, f"reused (key {key[:10]})")
+        reasons = cached["output"].get("failures", {})
+        points = [SinglePoint(by_key.get(k, math.nan), reasons.get(k)) for k in keys]
+        progress.emit(SCREEN_STAGE, item, f"reusing the stored single points (key {key[:10]})...")
     else:
         progress.emit(SCREEN_STAGE, item, "running single points...")
-        energies = screen_calculator.single_point_energies([o.structure for o in orderings])
+        points = screen_calculator.single_points([o.structure for o in orderings])
+    energies = [p.energy for p in points]
 
     per_fu = [_per_fu(o, e) for o, e in zip(orderings, energies, strict=True)]
     by_x: dict[str, list[int]] = defaultdict(list)
@@ -188,7 +191,8 @@ def screen_orderings(
         ranked = sorted(indices, key=lambda i: (math.isnan(per_fu[i]), per_fu[i], orderings[i].ewald_rank))
         usable = [i for i in ranked if not math.isnan(per_fu[i])]
         if len(usable) < len(ranked):
-            notes.append(f"x={float(key_x):.3f}: {len(ranked) - len(usable)} single point(s) failed")
+            why = sorted({points[i].reason or "no reason given" for i in ranked if math.isnan(per_fu[i])})
+            notes.append(f"x={float(key_x):.3f}: {len(ranked) - len(usable)} single point(s) failed ({'; '.join(why)})")
         chosen = set((usable or ranked)[:keep])
         if usable and window > 0:
             lowest = per_fu[usable[0]]
@@ -200,6 +204,8 @@ def screen_orderings(
         for rank, index in enumerate(ranked, start=1):
             energy = None if math.isnan(per_fu[index]) else per_fu[index]
             result = _ordering_result(orderings[index], relaxed=index in chosen, energy=energy, rank=rank)
+            if energy is None:
+                result.reason = f"single point failed: {points[index].reason or 'no reason given'}"
             results.append(result)
             if index in chosen:
                 selected.append(orderings[index])
@@ -214,12 +220,14 @@ def screen_orderings(
     )
     context = {**context, "screen_calculator": identity, "screen_notes": notes}
     inner = _relax_and_profile(selected, results, calculator, identity, cached is not None, guard, ion_output, context)
-    energies_by_key = {
-        content_key(o.structure, identity, "static"): e
-        for o, e in zip(orderings, energies, strict=True)
-        if not math.isnan(e)
+    output = {
+        "kind": "screening",
+        "key": key,
+        "calculator": identity,
+        "energies": {k: p.energy for k, p in zip(keys, points, strict=True) if p.ok},
+        "failures": {k: p.reason or "no reason given" for k, p in zip(keys, points, strict=True) if not p.ok},
+        "kept": kept,
     }
-    output = {"kind": "screening", "key": key, "calculator": identity, "energies": energies_by_key, "kept": kept}
     return Response(output=output, replace=inner)
 
 
@@ -366,7 +374,6 @@ def _fill_profile(doc, rows, usable, ion_record, ion, missing) -> None:
     for point in profile.points:
         entry = usable[point.label].computed_entry()
         entry.data["material_id"] = material_id(usable[point.label].content_key)
-        entry.data["decomposition_energy"] = point.e_above_hull_per_atom
         entries.append(entry)
     ion_entry = ion_record.computed_entry()
     ion_entry.data["material_id"] = material_id(ion_record.content_key)
