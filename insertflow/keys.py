@@ -32,7 +32,14 @@ def canonical_structure(structure: Structure) -> dict:
     return {"lattice": lattice, "sites": sites}
 
 
-def content_key(structure: Structure, calculator_identity: dict, task: str) -> str:
-    """SHA-256 of (canonical structure, calculator name + version + settings, task)."""
+def content_key(structure: Structure, calculator_identity: dict, task: str, protocol: dict | None = None) -> str:
+    """SHA-256 of (canonical structure, calculator name + version + settings, task, protocol).
+
+    ``protocol`` holds insertflow's own settings that change the result of the calculation
+    beyond the calculator's (the layer guard of a relaxation: ``flag`` keeps a drifted result,
+    ``constrain`` relaxes again with the spacing fixed, ``off`` accepts it).
+    """
     payload = {"structure": canonical_structure(structure), "calculator": calculator_identity, "task": task}
+    if protocol:
+        payload["protocol"] = protocol
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

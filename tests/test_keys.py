@@ -1,3 +1,4 @@
+import pytest
 from pymatgen.core.operations import SymmOp
 
 from insertflow.calculators.mock import MockCalculator
@@ -13,7 +14,12 @@ def test_key_ignores_rotation_and_site_order(licoo2):
     key = content_key(licoo2, identity, "relax")
     assert content_key(rotated, identity, "relax") == key
     assert content_key(shuffled, identity, "relax") == key
-    assert content_key(licoo2.copy() * (1, 1, 1), identity, "relax") == key
+    other_basis = licoo2.copy()
+    other_basis.make_supercell([[1, 1, 0], [0, 1, 0], [0, 0, 1]])  # a' = a + b: the same cell, another basis
+    assert other_basis.lattice.abc != pytest.approx(licoo2.lattice.abc)
+    assert content_key(other_basis, identity, "relax") == key
+    doubled = licoo2.copy() * (2, 1, 1)  # a supercell is another calculation
+    assert content_key(doubled, identity, "relax") != key
 
 
 def test_key_changes_with_settings_task_and_structure(licoo2):
@@ -23,3 +29,54 @@ def test_key_changes_with_settings_task_and_structure(licoo2):
     strained = licoo2.copy()
     strained.scale_lattice(licoo2.volume * 1.01)
     assert content_key(strained, MockCalculator().identity(), "relax") != key
+
+
+#: Settings that do not change a result (how fast it is computed), per calculator.
+NOT_IN_KEY = {"chgnet": {"threads"}}
+CHANGED = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: v + "-other"}
+
+
+@pytest.mark.parametrize("name", ["mock", "chgnet", "xtb", "vasp"])
+def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, name):
+    import dataclasses
+
+    from insertflow.calculators import get_calculator
+
+    pytest.importorskip({"chgnet": "chgnet", "xtb": "tblite"}.get(name, "pymatgen"))
+    base = get_calculator(name)
+    key = content_key(licoo2, base.identity(), "relax")
+    for f in dataclasses.fields(base):
+        value = getattr(base, f.name)
+        if f.name in NOT_IN_KEY.get(name, set()):
+            other = dataclasses.replace(base, **{f.name: (value or 1) + 1})
+            assert content_key(licoo2, other.identity(), "relax") == key, f"{name}.{f.name} must not split the key"
+            continue
+        if name == "vasp" and f.name == "preset":
+            continue  # one preset ships; a preset's own values are in the identity (checked below)
+        if isinstance(value, dict):
+            changed = {**value, "EDIFF": 1e-7} if name == "vasp" else {**value, "CoO2": "raise"}
+        elif name == "xtb" and f.name == "method":
+            changed = "GFN2-xTB"
+        elif name == "chgnet" and f.name in ("model", "optimizer"):
+            changed = {"model": "0.2.0", "optimizer": "BFGS"}[f.name]
+        else:
+            changed = CHANGED[type(value)](value)
+        other = dataclasses.replace(base, **{f.name: changed})
+        assert content_key(licoo2, other.identity(), "relax") != key, f"{name}.{f.name} is not in the content key"
+    if name == "vasp":
+        assert base.identity()["settings"]["preset"]["hubbard_u"]["Co"] == 3.32
+
+
+def test_the_layer_guard_is_part_of_a_relaxations_key(licoo2):
+    from insertflow.flows.calculation import LayerGuard
+
+    identity = MockCalculator().identity()
+    keys = {
+        content_key(licoo2, identity, "relax", guard.protocol("relax"))
+        for guard in (LayerGuard("constrain"), LayerGuard("flag"), LayerGuard("off"), LayerGuard("constrain", 2.0))
+    }
+    assert len(keys) == 4  # each policy and limit gives another result on a drifting cell
+    # statics do not relax, so the guard cannot change them: one key
+    assert {
+        content_key(licoo2, identity, "static", g.protocol("static")) for g in (LayerGuard("flag"), LayerGuard())
+    } == {content_key(licoo2, identity, "static")}

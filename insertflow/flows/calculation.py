@@ -41,6 +41,14 @@ class LayerGuard(MSONable):
     policy: Literal["flag", "constrain", "off"] = "constrain"
     max_gap_growth: float = 1.0  # A; the widest empty slab may grow by this much
 
+    def protocol(self, task: str) -> dict | None:
+        """The part of a calculation's content key the guard decides (relaxations only)."""
+        if task != "relax":
+            return None
+        if self.policy == "off":
+            return {"layer_guard": "off"}
+        return {"layer_guard": self.policy, "max_gap_growth": self.max_gap_growth}
+
 
 @dataclass
 class CalculationMaker(Maker):
@@ -71,7 +79,7 @@ def calculate(
 ) -> CalculationRecord | Response:
     """Reuse a finished calculation with the same content key, or run it."""
     identity = calculator.identity()
-    key = content_key(structure, identity, task)
+    key = content_key(structure, identity, task, guard.protocol(task))
     formula = structure.composition.reduced_formula
     item = f"{task} {label} {formula} ({identity['name']})"
     current = CURRENT_JOB.job
