@@ -32,21 +32,14 @@ def run(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from insertflow.recipe import load_recipe
     from insertflow.runner import run_recipe
-    from insertflow.store import describe, open_store, resolve_store_config
+    from insertflow.store import describe, resolve_store_config
 
     with _one_line_errors():
         loaded = load_recipe(recipe)
         config = resolve_store_config(loaded.store, store, loaded.folder)
-        doc = run_recipe(loaded, store=open_store(config), verbose=verbose)
+        doc = run_recipe(loaded, store=config, verbose=verbose)
         typer.echo(render_summary(doc, describe(config)))
-    kind = doc.get("kind")
-    if kind == "defects":
-        complete = doc.get("hysteresis") is not None
-    elif kind == "electronic_structure":
-        complete = bool(doc.get("points")) and all(p.get("descriptors") for p in doc["points"])
-    else:
-        complete = doc.get("average_voltage")
-    if complete is None or complete is False or doc.get("failed"):
+    if not study_complete(doc):
         raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 
 
@@ -56,28 +49,50 @@ def show(
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stored study document as JSON")] = False,
 ) -> None:
-    """Show the latest stored result of a recipe's study."""
+    """Show the latest stored result of a recipe's study (a recipe file, a shipped recipe or a study name)."""
     with _one_line_errors():
         doc, where = _stored_study(recipe, store)
     if as_json:
         typer.echo(json.dumps(doc, indent=2, default=str))
     else:
         typer.echo(render_summary(doc, where))
+    if not study_complete(doc):
+        raise typer.Exit(EXIT_STUDY_INCOMPLETE)
 
 
 def _stored_study(recipe: str, store: str | None) -> tuple[dict, str]:
-    """The latest stored document of a recipe's study and where it was found."""
+    """The latest stored document of a recipe's study (or of the study named ``recipe``) and where it was found."""
+    from pathlib import Path
+
     from insertflow.db import latest_study
+    from insertflow.errors import RecipeError
     from insertflow.recipe import load_recipe
     from insertflow.store import describe, open_store, resolve_store_config
 
-    loaded = load_recipe(recipe)
-    config = resolve_store_config(loaded.store, store, loaded.folder)
-    doc = latest_study(open_store(config), loaded.name)
+    try:
+        loaded = load_recipe(recipe)
+        name, config = loaded.name, resolve_store_config(loaded.store, store, loaded.folder)
+    except RecipeError:
+        if Path(recipe).suffix in (".yaml", ".yml") or Path(recipe).exists():
+            raise  # a recipe file that is broken or missing: say so
+        name, config = recipe, resolve_store_config(None, store)  # a study name, as results are shown under it
+    doc = latest_study(open_store(config, create=False), name)
     if doc is None:
         where = describe(config)
-        raise InsertflowError(f"no stored study '{loaded.name}' in {where}; run `insertflow run {recipe}` first")
+        raise InsertflowError(f"no stored study '{name}' in {where}; run `insertflow run RECIPE` for it first")
     return doc, describe(config)
+
+
+def study_complete(doc: dict) -> bool:
+    """Whether a study document has its headline result and no failed calculation."""
+    kind = doc.get("kind")
+    if kind == "defects":
+        complete = doc.get("hysteresis") is not None
+    elif kind == "electronic_structure":
+        complete = bool(doc.get("points")) and all(p.get("descriptors") for p in doc["points"])
+    else:
+        complete = doc.get("average_voltage") is not None
+    return complete and not doc.get("failed")
 
 
 @app.command()

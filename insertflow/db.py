@@ -57,7 +57,9 @@ def study(name: str, store: JobStore | str | None = None, kind: str | None = Non
         listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise InsertflowError(f"no study '{name}' in this store; studies here: {listed or 'none'}")
     if kind is not None and doc.get("kind") != kind:
-        raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study, not {kind}")
+        found = doc.get("kind") or "unknown"
+        article = "an" if found[0] in "aeiou" else "a"
+        raise InsertflowError(f"study '{name}' is {article} {found} study, not {kind}")
     return doc
 
 

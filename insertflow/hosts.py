@@ -150,24 +150,108 @@ def _read_structure(source: str | Path | Structure | dict, relative_to: Path | N
         )
     if path.is_dir():
         raise HostError(f"host path {path} is a folder; give a CIF, POSCAR or pymatgen JSON file")
-    return _parse_file(path), path.stem, str(path)
+    structure = _parse_file(path)
+    generic = path.name.upper().startswith(("POSCAR", "CONTCAR")) or path.stem.upper() in ("POSCAR", "CONTCAR")
+    return structure, structure.composition.reduced_formula if generic else path.stem, str(path)
 
 
 def _parse_file(path: Path) -> Structure:
+    kind = _file_kind(path)
     try:
-        if path.suffix.lower() == ".json":
+        if kind == "json":
             structure = Structure.from_dict(json.loads(path.read_text()))
+        elif kind == "cif":
+            structure = _parse_cif(path)
         else:
+            if kind == "poscar":
+                _check_poscar_counts(path)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 structure = Structure.from_file(path)
-    except Exception as exc:  # parsers raise ValueError, KeyError, IndexError...
+    except HostError:
+        raise
+    except Exception as exc:  # parsers raise ValueError, KeyError, IndexError, ZeroDivisionError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = (
+            " Is the file complete? A CIF needs its cell lengths and angles and an _atom_site loop."
+            if kind == "cif"
+            else ""
+        )
         raise HostError(
-            f"could not read {path} as a structure ({reason}); give a CIF, POSCAR/CONTCAR "
+            f"could not read {path} as a structure (pymatgen: {reason}).{hint} Give a CIF, POSCAR/CONTCAR "
             f"or pymatgen JSON file ({', '.join(_STRUCTURE_SUFFIXES)})"
         ) from exc
     return structure
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith((".cif", ".mcif")):
+        return "cif"
+    if name.endswith((".vasp", ".poscar")) or name.startswith(("poscar", "contcar")):
+        return "poscar"
+    return "other"
+
+
+def _parse_cif(path: Path) -> Structure:
+    """The first structure of a CIF, refused when the atoms read disagree with its stated formula."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parser = CifParser(path)
+        structure = parser.parse_structures(primitive=False)[0]
+        problem = parser.check(structure)  # against _chemical_formula_sum, when the file states one
+    if problem:
+        raise HostError(
+            f"{path}: the atoms read ({structure.composition.reduced_formula}) disagree with the file's "
+            f"_chemical_formula_sum ({problem}); the atom list looks cut short or the CIF is inconsistent"
+        )
+    return structure
+
+
+def _check_poscar_counts(path: Path) -> None:
+    """Refuse a POSCAR whose species counts disagree with its coordinate lines or their labels."""
+    lines = path.read_text().splitlines()
+    if len(lines) < 8:
+        raise HostError(f"{path}: a POSCAR needs at least 8 lines (comment, scale, 3 lattice vectors, counts, mode)")
+    names: list[str] | None = None
+    row = 5
+    if not lines[row].split() or not lines[row].split()[0].lstrip("-").isdigit():  # VASP 5: the species line
+        names = [name.split("/")[0].split("_")[0] for name in lines[row].split()]
+        row += 1
+    try:
+        counts = [int(value) for value in lines[row].split()]
+    except ValueError as exc:
+        raise HostError(f"{path}: line {row + 1} should hold the number of atoms of each species") from exc
+    row += 1
+    if lines[row].strip()[:1].lower() == "s":  # Selective dynamics
+        row += 1
+    row += 1  # Direct / Cartesian
+    coordinates = []
+    for line in lines[row:]:
+        if not line.strip():
+            break
+        coordinates.append(line.split())
+    if len(coordinates) != sum(counts):
+        raise HostError(
+            f"{path}: the species counts ({' '.join(map(str, counts))}, {sum(counts)} atoms) disagree with the "
+            f"{len(coordinates)} coordinate lines that follow; fix the counts line"
+        )
+    if names is not None and len(names) != len(counts):
+        raise HostError(f"{path}: {len(names)} species names but {len(counts)} counts")
+    labels = [parts[-1] for parts in coordinates if len(parts) in (4, 7) and parts[-1][:1].isalpha()]
+    if names is not None and len(labels) == len(coordinates):
+        expected = [name for name, n in zip(names, counts, strict=True) for _ in range(n)]
+        wrong = [i for i, (a, b) in enumerate(zip(expected, labels, strict=True)) if a != b.split("_")[0]]
+        if wrong:
+            i = wrong[0]
+            raise HostError(
+                f"{path}: coordinate line {i + 1} is labelled {labels[i]} but the counts make it {expected[i]}; "
+                "the counts or the species line disagree with the atoms"
+            )
 
 
 def _check_distances(structure: Structure, where: str) -> None:

@@ -107,6 +107,12 @@ def config_from_uri(text: str) -> StoreConfig:
     if text.startswith("embedded:"):
         path = re.sub(r"^embedded:(//)?", "", text)
         return StoreConfig(type="embedded", path=path or None)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
+        scheme = text.split(":", 1)[0]
+        raise StoreError(
+            f"unknown store scheme '{scheme}:' in '{text}'; use embedded:///path/file.sqlite, memory://, "
+            "jobflow:// or a mongodb:// URI"
+        )
     if text.endswith((".sqlite", ".db")):
         return StoreConfig(type="embedded", path=text)
     raise StoreError(
@@ -115,8 +121,18 @@ def config_from_uri(text: str) -> StoreConfig:
     )
 
 
-def open_store(config: StoreConfig) -> JobStore:
-    """Build and connect the ``JobStore``; raise ``StoreError`` if it cannot be used."""
+def open_store(config: StoreConfig, create: bool = True) -> JobStore:
+    """Build and connect the ``JobStore``; raise ``StoreError`` if it cannot be used.
+
+    ``create=False`` (reading: ``show``, ``status``, ``plot``) refuses an embedded store file
+    that does not exist instead of creating an empty one.
+    """
+    if config.type == "embedded" and not create and not embedded_path(config).exists():
+        raise StoreError(
+            f"no store at {embedded_path(config)}: nothing has been run into it yet; run `insertflow run RECIPE` first"
+        )
+    if config.type == "embedded" and embedded_path(config).is_dir():
+        raise StoreError(f"the embedded store {embedded_path(config)} is a folder; give a .sqlite file path")
     if config.type == "jobflow":
         from jobflow import SETTINGS
 
@@ -220,6 +236,8 @@ def _reason(exc: BaseException, config: StoreConfig) -> str:
         cause = re.search(r"\[Errno -?\d+\] ([^(]+)|(timed out)", str(exc))
         why = (cause.group(1) or cause.group(2)).strip() if cause else "no answer"
         return f"no MongoDB server answered within {config.timeout_s:g} s ({why}); check the URI and the network"
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return f"{_first_line(exc)}: the file is not an insertflow store (corrupt, or another kind of file)"
     if isinstance(exc, OSError | sqlite3.Error):
         return f"{_first_line(exc)} (check that the path is on a writable local disk)"
     return _first_line(exc)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from importlib import import_module
+
+from pydantic import TypeAdapter, ValidationError
 
 from insertflow.calculators.base import CalculationOutcome, Calculator
 from insertflow.errors import CalculatorError
@@ -30,10 +33,30 @@ def get_calculator(name: str, settings: dict | None = None) -> Calculator:
             f"calculator '{name}' has no setting(s) {', '.join(unknown)}; "
             f"its settings are: {', '.join(sorted(allowed))}"
         )
+    checked = _typed(cls, name, settings or {})
     try:
-        return cls(**(settings or {}))
+        return cls(**checked)
     except TypeError as exc:
         raise CalculatorError(f"bad settings for calculator '{name}': {exc}") from exc
+
+
+def _typed(cls: type, name: str, settings: dict) -> dict:
+    """Settings validated against the calculator's field types (``voltage: high`` is refused, not run)."""
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for key, value in settings.items():
+        try:
+            checked[key] = TypeAdapter(hints[key]).validate_python(value)
+        except ValidationError as exc:
+            reason, expected = exc.errors()[0]["msg"], _type_name(hints[key])
+            raise CalculatorError(
+                f"calculator '{name}' setting '{key}' = {value!r} is not valid: {reason} (expected {expected})"
+            ) from exc
+    return checked
+
+
+def _type_name(hint: object) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 __all__ = ["REGISTRY", "CalculationOutcome", "Calculator", "get_calculator"]
