@@ -67,27 +67,66 @@ def test_user_settings_override_and_change_the_identity(vasp):
         get_calculator("vasp", {"preset": "mp_r2scan"})
 
 
-def test_jobs_are_atomate2_mp_makers(vasp):
+def test_jobs_are_atomate2_mp_makers_that_write_our_inputs(vasp):
     from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
 
     structure = load_host("LiCoO2").structure
     relax = vasp.make_job(structure, "relax")
     static = vasp.make_job(structure, "static")
     assert isinstance(relax.maker, MPGGARelaxMaker) and isinstance(static.maker, MPGGAStaticMaker)
-    assert static.maker.input_set_generator.user_incar_settings["LORBIT"] == 11
+    # what atomate2 will write in the job folder is what input_set shows (and the tests above check)
+    for job, task in ((relax, "relax"), (static, "static")):
+        written = job.maker.input_set_generator.get_input_set(structure, potcar_spec=True)
+        assert dict(written["INCAR"]) == dict(vasp.input_set(structure, task, potcar_spec=True)["INCAR"])
+    relax_incar = relax.maker.input_set_generator.get_input_set(structure, potcar_spec=True)["INCAR"]
+    static_incar = static.maker.input_set_generator.get_input_set(structure, potcar_spec=True)["INCAR"]
+    assert relax_incar["ISIF"] == 3 and relax_incar["NSW"] > 0 and relax_incar.get("NEDOS") != 3001
+    assert static_incar.get("NSW", 0) == 0 and static_incar["NEDOS"] == 3001
 
 
-def test_every_study_builds_with_vasp():
-    for study, extra in (
-        ("end_member_voltage", {}),
-        ("insertion_levels", {"levels": {"max_size": 2}}),
-        ("defects", {"defects": {"x": [1.0, 0.0], "supercell": [2, 2, 1]}}),
-    ):
-        recipe = recipe_from_dict(
-            {"name": "v", "host": "LiCoO2", "study": study, "calculator": {"name": "vasp"}, **extra}
-        )
-        _, flow, plan = build_study(recipe)
-        assert plan["calculations"] >= 3 and flow.jobs
+def calculation_jobs(flow):
+    return [j for j in flow.jobs if (j.metadata.get("insertflow") or {}).get("kind") == "calculation"]
+
+
+def test_every_study_builds_with_vasp_and_plans_what_it_builds():
+    from insertflow.calculators.vasp import VaspCalculator
+
+    end_member = recipe_from_dict({"name": "v", "host": "LiCoO2", "calculator": {"name": "vasp"}})
+    _, flow, plan = build_study(end_member)
+    jobs = calculation_jobs(flow)
+    assert sorted(j.function_args[0].composition.reduced_formula for j in jobs) == ["CoO2", "Li", "LiCoO2"]
+    assert all(isinstance(j.function_args[1], VaspCalculator) for j in jobs)
+    assert plan["calculations"] == len(jobs) == 3
+    levels = recipe_from_dict(
+        {
+            "name": "v",
+            "host": "LiCoO2",
+            "study": "insertion_levels",
+            "calculator": {"name": "vasp"},
+            "levels": {"max_size": 2, "ewald_keep": 2},
+        }
+    )
+    _, flow, plan = build_study(levels)
+    jobs = [j for sub in flow.jobs for j in getattr(sub, "jobs", [sub])]
+    relaxations = [j for j in jobs if (j.metadata.get("insertflow") or {}).get("kind") == "calculation"]
+    # x = 0, 1/2 (two orderings in cells of 2), 1, and bcc Li: every one a VASP relaxation
+    assert plan["calculations"] == len(relaxations) == 5
+    assert all(isinstance(j.function_args[1], VaspCalculator) for j in relaxations)
+    defects = recipe_from_dict(
+        {
+            "name": "v",
+            "host": "LiCoO2",
+            "study": "defects",
+            "calculator": {"name": "vasp"},
+            "defects": {"x": [1.0, 0.0], "supercell": [2, 2, 1]},
+        }
+    )
+    _, flow, plan = build_study(defects)
+    jobs = calculation_jobs(flow)
+    assert plan["calculations"] == len(jobs)
+    assert {j.function_args[0].composition.reduced_formula for j in jobs} >= {"LiCoO2", "CoO2", "Li", "Co"}
+    # elements (1-2 atoms), or the one 2x2x1 supercell: 48 atoms at x = 1, 36 at x = 0, one less with V_TM
+    assert {len(j.function_args[0]) for j in jobs} == {1, 2, 35, 36, 47, 48}
 
 
 def task_doc(state="successful"):
