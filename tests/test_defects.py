@@ -215,6 +215,7 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
 COUPLED = {"tm_tm_contact": 0.8, "tm_ion_contact": 1.0, "voltage": 9.9}
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_mock_coupled_migration_builds_the_discharge_branch():
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 

@@ -71,6 +71,7 @@ def test_xtb_refuses_relaxations_and_unsupported_elements():
         get_calculator("xtb", {"method": "GFN9-xTB"})
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_electronic_study_end_to_end_and_unconverged_scf_is_a_failure():
     store = open_store(StoreConfig(type="memory"))
     recipe = es_recipe("es", calculator={"name": "xtb", "settings": {"min_length": SMALL}}, x=[1.0, 0.0], max_size=1)
@@ -101,6 +102,7 @@ def test_oxidation_states_from_chgnet_like_moments():
     assert census == {"Co": {"+3": 1, "+4": 1}}
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_f_o_raises_and_v_tm_lowers_the_fermi_level_in_licoo2():
     from insertflow.analysis.descriptors import fermi_level_shift
 
@@ -119,6 +121,7 @@ def test_f_o_raises_and_v_tm_lowers_the_fermi_level_in_licoo2():
     assert near_ef["V_TM"] > near_ef["pristine"]  # under-coordinated O: non-bonding O-2p at E_F
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_electronic_study_stores_defect_fermi_shifts_per_x():
     recipe = es_recipe(
         "es-defects",
@@ -135,6 +138,7 @@ def test_electronic_study_stores_defect_fermi_shifts_per_x():
     assert abs(f_o[0.0]["fermi_shift"]) < 0.2  # metallic CoO2 screens it
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_pdos_plot_for_a_chosen_defect():
     from insertflow.errors import InsertflowError
     from insertflow.plotting import pdos_figure

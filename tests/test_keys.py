@@ -32,7 +32,7 @@ def test_key_changes_with_settings_task_and_structure(licoo2):
 
 
 #: Settings that do not change a result (how fast it is computed), per calculator.
-NOT_IN_KEY = {"chgnet": {"threads"}}
+NOT_IN_KEY = {"chgnet": {"threads"}, "mock": {"seconds"}}
 CHANGED = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: v + "-other"}
 
 

@@ -39,6 +39,7 @@ def launchpad(tmp_path):
     return tmp_path, lp, env
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
 def test_fireworks_round_trip_then_query(launchpad):
     folder, lp, env = launchpad
     store = f"embedded://{folder / 'results.sqlite'}"
@@ -121,3 +122,24 @@ def test_jobflow_remote_missing_is_explained(monkeypatch, tmp_path):
             engine="jobflow-remote",
             worker="w",
         )
+
+
+@pytest.mark.slow  # tens of seconds; runs in CI
+def test_submitting_twice_before_launching_computes_each_key_once(launchpad):
+    from insertflow.store import open_store
+
+    folder, lp, env = launchpad
+    path = folder / "results.sqlite"
+    store = f"embedded://{path}"
+    for _ in range(2):
+        submitted = cli("insertflow", "submit", "licoo2_levels_mock", "--launchpad", lp, "--store", store, env=env)
+        assert submitted.returncode == 0, submitted.stderr
+    launched = cli("rlaunch", "-l", lp, "rapidfire", env=env, cwd=folder)
+    assert launched.returncode == 0, launched.stderr
+    flows = cli("lpad", "-l", lp, "get_wflows", "-d", "more", env=env)
+    assert flows.stdout.count('"state": "COMPLETED"') >= 2  # both workflows finished
+    opened = open_store(StoreConfig(type="embedded", path=str(path)))
+    computed = [d["output"]["content_key"] for d in opened.query({"output.reused": False, "output.status": "ok"})]
+    assert len(computed) == 13 and len(set(computed)) == 13  # 13 keys, each computed once
+    studies = list(opened.query({"metadata.insertflow.kind": "study"}, properties=["output.average_voltage"]))
+    assert len(studies) == 2 and studies[0]["output"]["average_voltage"] == studies[1]["output"]["average_voltage"]

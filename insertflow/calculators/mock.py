@@ -176,11 +176,13 @@ class MockMaker(Maker):
     model: MockModel = field(default_factory=MockModel)
     faults: dict[str, str] = field(default_factory=dict)
     fixed_normal: list[float] | None = None
+    seconds: float = 0.0
 
     @job
     def make(self, structure: Structure) -> MockTaskDoc:
         """Compute the mock energy of ``structure``, applying any injected fault."""
         start = time.perf_counter()
+        time.sleep(self.seconds)
         formula = structure.composition.reduced_formula
         fault = fault_for(self.faults, formula)
         if fault == "raise":
@@ -234,6 +236,7 @@ class MockCalculator(MSONable):
     tm_tm_contact: float = -0.5
     tm_ion_contact: float = 0.0
     faults: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0  # how long each calculation takes (tests of concurrent workers); not in the key
 
     def __post_init__(self) -> None:
         unknown = {k: v for k, v in self.faults.items() if v not in FAULT_MODES}
@@ -265,7 +268,12 @@ class MockCalculator(MSONable):
         """A mock job; ``fixed_normal`` suppresses the ``drift`` fault, as a real constraint would."""
         validate_task(task)
         maker = MockMaker(
-            name=f"mock {task}", task=task, model=self.model, faults=self.faults, fixed_normal=fixed_normal
+            name=f"mock {task}",
+            task=task,
+            model=self.model,
+            faults=self.faults,
+            fixed_normal=fixed_normal,
+            seconds=self.seconds,
         )
         return maker.make(structure)
 

@@ -9,6 +9,7 @@ calculator it drives.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
 from monty.json import MSONable
 from pymatgen.core import Structure
 
-from insertflow import progress
+from insertflow import claims, progress
 from insertflow.analysis.descriptors import DescriptorError, band_descriptors, compact_pdos
 from insertflow.analysis.layers import largest_gap_growth
 from insertflow.calculators.base import Calculator
@@ -73,26 +74,48 @@ class CalculationMaker(Maker):
         return new_job
 
 
+#: How long (s) a job waits for another process's calculation of the same key before deferring.
+CLAIM_WAIT_S = 30.0
+#: Deferrals before a job stops waiting for a claim and computes the key itself.
+MAX_DEFERRALS = 20
+
+
 @job
 def calculate(
-    structure: Structure, calculator: Calculator, label: str, task: str, guard: LayerGuard, study: str
+    structure: Structure,
+    calculator: Calculator,
+    label: str,
+    task: str,
+    guard: LayerGuard,
+    study: str,
+    deferrals: int = 0,
 ) -> CalculationRecord | Response:
-    """Reuse a finished calculation with the same content key, or run it."""
+    """Reuse a finished calculation with the same content key, or claim the key and run it."""
     identity = calculator.identity()
     key = content_key(structure, identity, task, guard.protocol(task))
     formula = structure.composition.reduced_formula
     item = f"{task} {label} {formula} ({identity['name']})"
     current = CURRENT_JOB.job
     current.metadata.setdefault("insertflow", {})["content_key"] = key
+    store = CURRENT_JOB.store
 
-    cached = None
-    if CURRENT_JOB.store is not None:
-        cached = CURRENT_JOB.store.query_one(
-            # the record carries its key: metadata set while a job runs is lost on FireWorks (measured)
-            {"output.content_key": key, "output.status": {"$in": list(REUSABLE)}},
-            properties=["output", "uuid"],
-            sort={"completed_at": -1},
-        )
+    cached = _finished_record(store, key)
+    owner = claims.owner_of(current.uuid)
+    taken = claims.claim(store, key, owner) if store is not None and cached is None else None
+    if cached is None and taken is not None and not taken.granted:
+        if deferrals < MAX_DEFERRALS:
+            # another worker computes this key: wait for its record (not for ourselves: a single-process
+            # engine runs the holder only after this job), then defer and look again later
+            cached = _wait_for_record(store, key, 0.0 if claims.same_process(taken.holder or "") else CLAIM_WAIT_S)
+            if cached is None:
+                progress.emit(STAGE, item, f"another worker holds this key ({taken.holder}); checking later...")
+                again = calculate(structure, calculator, label, task, guard, study, deferrals + 1)
+                again.name, again.config.expose_store = current.name, True
+                again.metadata = dict(current.metadata)
+                return Response(replace=again)
+        else:
+            progress.emit(STAGE, item, f"the claim of {taken.holder} did not end; computing it here...")
+            owner = claims.owner_of(current.uuid)
     if cached is not None:
         record = CalculationRecord.model_validate(cached["output"])
         record = record.model_copy(update={"label": label, "reused": True})
@@ -100,7 +123,30 @@ def calculate(
         return record
 
     progress.emit(STAGE, item, "running...")
-    return Response(replace=_run_and_record(structure, calculator, label, task, guard, key))
+    claimed = owner if taken is not None and taken.supported else None
+    return Response(replace=_run_and_record(structure, calculator, label, task, guard, key, claimed=claimed))
+
+
+def _finished_record(store, key: str) -> dict | None:
+    """The latest reusable record of ``key`` in the job store, if any."""
+    if store is None:
+        return None
+    return store.query_one(
+        # the record carries its key: metadata set while a job runs is lost on FireWorks (measured)
+        {"output.content_key": key, "output.status": {"$in": list(REUSABLE)}},
+        properties=["output", "uuid"],
+        sort={"completed_at": -1},
+    )
+
+
+def _wait_for_record(store, key: str, seconds: float) -> dict | None:
+    """Poll for another worker's record of ``key`` for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = _finished_record(store, key)
+        if found is not None or time.monotonic() >= deadline or claims.holder(store, key) is None:
+            return found
+        time.sleep(0.5)
 
 
 def _run_and_record(
@@ -111,6 +157,7 @@ def _run_and_record(
     guard: LayerGuard,
     key: str,
     fixed_normal: list[float] | None = None,
+    claimed: str | None = None,
 ) -> Flow:
     formula = structure.composition.reduced_formula
     calc_job = calculator.make_job(structure, task, fixed_normal=fixed_normal)
@@ -127,9 +174,11 @@ def _run_and_record(
         calc_job.name,
         calc_job.uuid,
         fixed_normal is not None,
+        claimed,
     )
     record_job.name = f"record {label} ({formula})"
     record_job.config.on_missing_references = OnMissing.NONE
+    record_job.config.expose_store = True  # it releases the claim
     return Flow([calc_job, record_job], output=record_job.output, name=f"{task} {label}")
 
 
@@ -145,8 +194,30 @@ def record_calculation(
     calc_job_name: str,
     calc_job_uuid: str,
     constrained: bool = False,
+    claimed: str | None = None,
 ) -> CalculationRecord | Response:
-    """Turn a calculator output into a record: ok, flagged (layers drifted) or failed (why)."""
+    """Turn a calculator output into a record: ok, flagged (layers drifted) or failed (why); release the claim."""
+    result = _record(
+        output, structure, calculator, label, task, key, guard, calc_job_name, calc_job_uuid, constrained, claimed
+    )
+    if claimed is not None and not isinstance(result, Response) and CURRENT_JOB.store is not None:
+        claims.release(CURRENT_JOB.store, key, claimed)  # the record is written with this job's output
+    return result
+
+
+def _record(
+    output: Any,
+    structure: Structure,
+    calculator: Calculator,
+    label: str,
+    task: str,
+    key: str,
+    guard: LayerGuard,
+    calc_job_name: str,
+    calc_job_uuid: str,
+    constrained: bool,
+    claimed: str | None,
+) -> CalculationRecord | Response:
     formula = structure.composition.reduced_formula
     item = f"{task} {label} {formula} ({calculator.name})"
     base = {
@@ -193,7 +264,8 @@ def record_calculation(
                     f"layers drifted apart by {change.growth:.2f} A along {change.hkl}; "
                     "relaxing again with that spacing fixed...",
                 )
-                return Response(replace=_run_and_record(structure, calculator, label, task, guard, key, change.normal))
+                again = _run_and_record(structure, calculator, label, task, guard, key, change.normal, claimed)
+                return Response(replace=again)
             status = "flagged"
             reason = (
                 f"layers drifted apart: the widest empty slab normal to {change.hkl} grew by "
