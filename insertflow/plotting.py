@@ -14,6 +14,13 @@ from matplotlib.figure import Figure
 from insertflow.errors import InsertflowError
 
 
+def _legend_below(fig, ax) -> None:
+    """The legend under the axes, never across the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False, fontsize="small")
+
+
 def _require_levels(doc: dict) -> None:
     if doc.get("kind") != "insertion_levels":
         raise InsertflowError(
@@ -27,7 +34,7 @@ def _require_levels(doc: dict) -> None:
 def hull_figure(doc: dict) -> Figure:
     """Formation energy (meV/atom) of every relaxed ordering vs x, hull vertices joined."""
     _require_levels(doc)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     rows = [r for r in doc["orderings"] if r.get("formation_energy") is not None]
     off = [r for r in rows if not r["on_hull"]]
     on = sorted((r for r in rows if r["on_hull"]), key=lambda r: r["x"])
@@ -40,8 +47,7 @@ def hull_figure(doc: dict) -> Figure:
     ax.set_xlabel(f"x in {ion}$_x$ host (per formula unit)")
     ax.set_ylabel("formation energy (meV/atom)")
     ax.set_title(f"{doc['host']['formula']}: {doc['calculator']['name']}")
-    ax.legend(frameon=False)
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
@@ -67,15 +73,14 @@ def profile_xy(doc: dict, against: str = "x") -> tuple[list[float], list[float]]
 def profile_figure(doc: dict, against: str = "x") -> Figure:
     """The 0 K voltage staircase with its average, vs x or vs capacity."""
     xs, vs = profile_xy(doc, against)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     ax.plot(xs, vs, color="C0", lw=2, label="0 K profile (hull steps)")
     ax.axhline(doc["average_voltage"], color="C1", ls="--", lw=1, label=f"average {doc['average_voltage']:.2f} V")
     ion = doc["host"]["working_ion"]
     ax.set_xlabel(f"x in {ion}$_x$ host" if against == "x" else "charge capacity from the discharged host (mAh/g)")
     ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
     ax.set_title(f"{doc['host']['formula']}: {doc['calculator']['name']}")
-    ax.legend(frameon=False)
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
@@ -94,16 +99,16 @@ def hysteresis_figure(doc: dict) -> Figure:
     loop = doc.get("hysteresis") if doc.get("kind") == "defects" else None
     if not loop:
         raise InsertflowError(f"study '{doc.get('study')}' has no hysteresis loop (it needs study: defects)")
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     ax.plot(*loop_xy(loop["charge"]), color="C3", lw=2, label="charge (pristine host)")
-    ax.plot(*loop_xy(loop["discharge"]), color="C0", lw=2, ls="--", label="discharge (coupled defect kept)")
+    kept = "coupled defect kept" if loop["coupled"] else "retraces the charge"
+    ax.plot(*loop_xy(loop["discharge"]), color="C0", lw=2, ls="--", label=f"discharge ({kept})")
     ion = doc["host"]["working_ion"]
     ax.set_xlabel(f"x in {ion}$_x$ host")
     ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
     title = f"{doc['host']['formula']}: average hysteresis {loop['average_hysteresis']:.2f} V"
     ax.set_title(title if loop["coupled"] else f"{doc['host']['formula']}: no coupled defect, no hysteresis")
-    ax.legend(frameon=False)
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
@@ -120,7 +125,7 @@ def pdos_figure(doc: dict, x: float, label: str | None = None) -> Figure:
         raise InsertflowError(f"study '{doc.get('study')}' has no projected DOS to plot")
     point = min(points, key=lambda p: abs(p["x"] - x))
     pdos = point["descriptors"]["pdos"]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     for index, (name, curve) in enumerate(pdos["curves"].items()):
         ax.plot(pdos["energies"], curve, color=f"C{index}", label=name)
     ax.axvline(0.0, color="0.3", ls="--", lw=1, label=pdos["reference"])
@@ -129,8 +134,7 @@ def pdos_figure(doc: dict, x: float, label: str | None = None) -> Figure:
     gap = point["descriptors"]["band_gap"]
     what = point["formula"] if point.get("kind", "pristine") == "pristine" else f"{point['kind']} {point.get('site')}"
     ax.set_title(f"{what} (x = {point['x']:.3f}): gap {gap:.2f} eV, {doc['electronic_calculator']['name']}")
-    ax.legend(frameon=False)
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 

@@ -161,7 +161,8 @@ def select_orderings(
     if only is not None:
         wanted = [key for key in wanted if only(xs[key])]
     orderings: list[Ordering] = []
-    for key in sorted(wanted, key=float):
+    for number, key in enumerate(sorted(wanted, key=float), start=1):
+        progress.emit(STAGE, f"Ewald x={float(key):.3f} ({number} of {len(wanted)})", f"{len(found[key])} orderings...")
         by_x = [(_ewald_per_fu(structure, charges, host), cells, structure) for cells, structure in found[key]]
         ranked = sorted(by_x, key=lambda item: (item[0], item[1]))
         kept, duplicates = _distinct_lowest(ranked, settings.ewald_keep)
@@ -226,10 +227,15 @@ def _enumerate(
                 f"labelings, beyond {settings.section}.max_active_sites={settings.max_active_sites})"
             )
             if size == sizes[0]:
+                advice = (
+                    f"use a smaller {settings.section}.supercell"
+                    if settings.supercell is not None
+                    else "the host's own primitive cell is this large (a rattled or supercell host has no smaller "
+                    "one): give the symmetric host cell"
+                )
                 raise RecipeError(
                     f"the enumeration cell has {n_active} active {working_ion} sites: icet would sift 2^{n_active} "
-                    f"orderings and would not finish; use a smaller {settings.section}.supercell or "
-                    f"{settings.section}.max_size, or restrict {settings.section}.active_sites"
+                    f"orderings and would not finish; {advice}, or restrict {settings.section}.active_sites"
                 )
             summary.notes.append(f"skipped: {message}")
             progress.emit(STAGE, f"size {size}", f"skipped: {message}")
