@@ -118,7 +118,7 @@ def test_credentials_in_recipe_are_refused():
 
 
 def test_bad_store_configs():
-    with pytest.raises(StoreError, match="cannot understand the store 'ftp://x'"):
+    with pytest.raises(StoreError, match="unknown store scheme 'ftp:' in 'ftp://x'"):
         config_from_uri("ftp://x")
     with pytest.raises(StoreError, match=r"type: Input should be 'embedded'"):
         resolve_store_config({"type": "embeded"})
