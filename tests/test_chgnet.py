@@ -110,8 +110,12 @@ def test_drifting_coo2_is_relaxed_again_with_its_stacking_spacing_fixed(tmp_path
     from insertflow.hosts import load_host
     from insertflow.schemas import CalculationRecord
 
+    from pymatgen.core.operations import SymmOp
+
     coo2 = load_host("LiCoO2").structure.get_primitive_structure()
     coo2.remove_species(["Li"])
+    # tilt the cell so the drifting (001) normal is not Cartesian z: the guard must rotate it there
+    coo2.apply_operation(SymmOp.from_axis_angle_and_translation([1, 1, 0], 35.0))
     store = open_store(StoreConfig(type="memory"))
     calculator = get_calculator("chgnet", {"fmax": 0.01, "steps": 2000})
     job = CalculationMaker(calculator=calculator, label="charged", guard=LayerGuard(policy="constrain")).make(coo2)
