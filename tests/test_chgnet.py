@@ -103,14 +103,13 @@ def bare_chgnet_voltage(recipe) -> float:
 def test_drifting_coo2_is_relaxed_again_with_its_stacking_spacing_fixed(tmp_path):
     """CHGNet CoO2 at fmax 0.01 exfoliates (measured: the (001) gap grows ~2.9 A); the guard re-relaxes it."""
     from jobflow import run_locally
+    from pymatgen.core.operations import SymmOp
 
     from insertflow.analysis.layers import widest_gaps
     from insertflow.calculators import get_calculator
     from insertflow.flows.calculation import CalculationMaker, LayerGuard
     from insertflow.hosts import load_host
     from insertflow.schemas import CalculationRecord
-
-    from pymatgen.core.operations import SymmOp
 
     coo2 = load_host("LiCoO2").structure.get_primitive_structure()
     coo2.remove_species(["Li"])
