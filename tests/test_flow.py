@@ -139,3 +139,10 @@ def test_a_flagged_result_is_not_reused_by_a_study_that_constrains(memory_store,
     # and the other way round: a flag study never receives the constrained result
     again = run_study(memory_store, drifting, LayerGuard(policy="flag"))
     assert next(c for c in again["calculations"] if c["label"] == "charged")["status"] == "flagged"
+
+
+def test_a_nan_energy_keeps_its_failure_and_reason_on_the_embedded_store(embedded_store):
+    # SQLite once stored NaN as null: the record job then failed validation and the reason was lost
+    doc = run_study(embedded_store, {"faults": {"CoO2": "nan"}})
+    assert [f["label"] for f in doc["failed"]] == ["charged"]
+    assert "non-finite energy (nan) for CoO2" in doc["failed"][0]["reason"]
