@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Annotated
@@ -317,6 +318,9 @@ class _one_line_errors:
     """Print insertflow errors as one line on stderr and exit non-zero."""
 
     def __enter__(self):
+        # a driver's debug chatter is not an insertflow message (pymongo logs every server probe at DEBUG
+        # when something in the process configured the root logger, as some test tools do)
+        logging.getLogger("pymongo").setLevel(logging.WARNING)
         return self
 
     def __exit__(self, exc_type, exc, tb):
