@@ -115,7 +115,6 @@ def calculate(
                 return Response(replace=again)
         else:
             progress.emit(STAGE, item, f"the claim of {taken.holder} did not end; computing it here...")
-            owner = claims.owner_of(current.uuid)
     if cached is not None:
         record = CalculationRecord.model_validate(cached["output"])
         record = record.model_copy(update={"label": label, "reused": True})
