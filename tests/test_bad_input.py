@@ -195,3 +195,35 @@ def test_workdir_resolves_against_the_recipe_like_the_host(tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["run", str(folder / "r.yaml"), "--store", "memory://"])
     assert result.exit_code == 0, result.output
     assert (folder / "jobs").is_dir() and not (elsewhere / "jobs").exists()
+
+
+@pytest.fixture(scope="module")
+def rattled_supercell_host(tmp_path_factory) -> Path:
+    """LiCoO2 as an 8x8x8 supercell (2048 atoms) rattled by 0.15 A: its primitive cell is itself."""
+    import numpy as np
+
+    cell = load_host("LiCoO2").structure.get_primitive_structure()
+    cell.make_supercell([8, 8, 8])
+    shifts = np.random.default_rng(0).normal(0.0, 0.15, (len(cell), 3))
+    for index, shift in enumerate(shifts):
+        cell.translate_sites([index], shift, frac_coords=False)
+    path = tmp_path_factory.mktemp("rattled") / "rattled.json"
+    path.write_text(json.dumps(cell.as_dict()))
+    return path
+
+
+@pytest.mark.parametrize(
+    "study", [{"study": "insertion_levels"}, {"study": "defects", "defects": {"kinds": ["V_TM"], "x": [1.0]}}]
+)
+def test_a_rattled_supercell_host_is_refused_with_advice_that_works(tmp_path, rattled_supercell_host, study):
+    # 512 Li sites in the smallest cell: no max_size or supercell setting can help, only the symmetric cell.
+    # The defects study once built 216 supercells of the 2048 atoms before it said anything (minutes).
+    recipe = {**GOOD, "host": str(rattled_supercell_host), **study}
+    path = tmp_path / "rattled.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["run", str(path), "--store", "memory://"])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "512 active Li sites" in lines[0], result.output
+    assert "give the symmetric host cell" in lines[0]
+    assert "smaller" not in lines[0].replace("no smaller primitive", "")  # no advice that cannot help

@@ -14,8 +14,10 @@ from insertflow.hosts import load_host
 from insertflow.sampling.orderings import (
     OrderingSettings,
     _distinct_lowest,
+    estimated_orderings,
     orderings_at,
     select_orderings,
+    superlattice_count,
     x_key,
 )
 from insertflow.sampling.sublattices import working_ion_sublattices
@@ -227,3 +229,50 @@ def test_host_without_redox_element_ranks_by_ion_repulsion():
         return min(structure.get_distance(i, j) for i in li for j in li if i != j) if len(li) > 1 else 99.0
 
     assert nearest_li(half[0].structure) >= max(nearest_li(o.structure) for o in half)
+
+
+@pytest.mark.parametrize("size", range(1, 13))
+def test_superlattice_count_is_the_number_of_hermite_normal_forms(size):
+    assert superlattice_count(size) == len(list(_hermite_normal_forms(size)))
+
+
+def test_work_estimate_is_a_lower_bound_that_the_last_size_calibrates(licoo2_host):
+    # Burnside's leading term ignores labelings that some operation maps onto themselves, so it
+    # can only undercount; the measured ratio falls with size, so the previous size predicts the next.
+    _, summary = select_orderings(licoo2_host, OrderingSettings(max_size=10, ewald_keep=1), only=lambda x: False)
+    counts = {int(size): n for size, n in summary.per_size.items()}
+    assert counts == {1: 2, 2: 3, 3: 10, 4: 33, 5: 54, 6: 184, 7: 232, 8: 897, 9: 1250, 10: 3243}
+    estimates = {size: estimated_orderings(size, 1, 12) for size in counts}  # R-3m: 12 point operations
+    ratios = {size: counts[size] / estimates[size] for size in range(2, 11)}
+    assert all(ratio > 1.0 for ratio in ratios.values())
+    assert ratios[10] < 2.0 and ratios[5] > 3.0  # measured 1.81 and 3.48
+    for size in range(8, 11):  # calibrated by the size before: within 20 % (measured 4-14 %)
+        assert counts[size] == pytest.approx(estimates[size] * ratios[size - 1], rel=0.2)
+
+
+def test_a_size_expected_beyond_the_budget_is_never_handed_to_icet(licoo2_host, monkeypatch):
+    import icet.tools
+
+    asked = []
+    original = icet.tools.enumerate_structures
+
+    def recording(atoms, sizes, symbols):
+        asked.extend(sizes)
+        yield from original(atoms, sizes, symbols)
+
+    monkeypatch.setattr(icet.tools, "enumerate_structures", recording)
+    # sizes 1-4 hold 48 orderings; size 5 (54, about 60 expected) would pass 48 + 30
+    _, summary = select_orderings(licoo2_host, OrderingSettings(max_size=1000, max_enumerated=78, ewald_keep=1))
+    assert asked == [1, 2, 3, 4]
+    assert summary.sizes == [1, 2, 3, 4]
+    assert any("about" in note and "kept sizes 1-4" in note for note in summary.notes)
+
+
+def test_the_plan_is_announced_before_enumeration(licoo2_host, caplog):
+    with caplog.at_level("INFO", logger="insertflow"):
+        select_orderings(
+            licoo2_host, OrderingSettings(max_size=1000, max_enumerated=1000, ewald_keep=1), only=lambda x: False
+        )
+    first = caplog.messages[0]  # estimates of sizes 1-8 sum to 568 (icet finds 1415); size 9 adds 607
+    assert "plan: at least 568 orderings expected in cells of 1-8" in first
+    assert "max_size=1000" in first and "max_enumerated=1000 and will be capped" in first
