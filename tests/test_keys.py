@@ -32,28 +32,33 @@ def test_key_changes_with_settings_task_and_structure(licoo2):
 
 
 #: Settings that do not change a result (how fast it is computed), per calculator.
-NOT_IN_KEY = {"chgnet": {"threads"}, "mock": {"seconds"}}
+NOT_IN_KEY = {"chgnet": {"threads"}, "mock": {"seconds"}, "gpaw": {"mpi_command"}}
 CHANGED = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: v + "-other"}
 
 
-@pytest.mark.parametrize("name", ["mock", "chgnet", "xtb", "vasp"])
+@pytest.mark.parametrize("name", ["mock", "chgnet", "xtb", "vasp", pytest.param("gpaw", marks=pytest.mark.gpaw)])
 def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, name):
     import dataclasses
 
     from insertflow.calculators import get_calculator
 
-    pytest.importorskip({"chgnet": "chgnet", "xtb": "tblite"}.get(name, "pymatgen"))
+    pytest.importorskip({"chgnet": "chgnet", "xtb": "tblite", "gpaw": "gpaw"}.get(name, "pymatgen"))
     base = get_calculator(name)
     key = content_key(licoo2, base.identity(), "relax")
     for f in dataclasses.fields(base):
         value = getattr(base, f.name)
         if f.name in NOT_IN_KEY.get(name, set()):
-            other = dataclasses.replace(base, **{f.name: (value or 1) + 1})
+            faster = "mpiexec -n 4" if f.name == "mpi_command" else (value or 1) + 1
+            other = dataclasses.replace(base, **{f.name: faster})
             assert content_key(licoo2, other.identity(), "relax") == key, f"{name}.{f.name} must not split the key"
             continue
         if name == "vasp" and f.name == "preset":
             continue  # one preset ships; a preset's own values are in the identity (checked below)
-        if isinstance(value, dict):
+        if name == "gpaw" and f.name in ("mode", "spin", "xc", "preset", "basis", "hubbard_u"):
+            if f.name == "preset":
+                continue  # one preset ships; its U and MAGMOM values are in the identity (checked below)
+            changed = {"mode": "lcao", "spin": "off", "xc": "LDA", "basis": "szp", "hubbard_u": {"Co": 5.0}}[f.name]
+        elif isinstance(value, dict):
             changed = {**value, "EDIFF": 1e-7} if name == "vasp" else {**value, "CoO2": "raise"}
         elif name == "xtb" and f.name == "method":
             changed = "GFN2-xTB"
@@ -65,6 +70,11 @@ def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, 
         assert content_key(licoo2, other.identity(), "relax") != key, f"{name}.{f.name} is not in the content key"
     if name == "vasp":
         assert base.identity()["settings"]["preset"]["hubbard_u"]["Co"] == 3.32
+    if name == "gpaw":  # the U and MAGMOM the key holds are the VASP preset's (one shared table)
+        vasp = get_calculator("vasp").identity()["settings"]["preset"]
+        assert base.identity()["settings"]["hubbard_u"] == vasp["hubbard_u"]
+        assert base.identity()["settings"]["magmom"] == vasp["magmom"]
+        assert "gpaw-data" in base.identity()["version"]
 
 
 def test_the_layer_guard_is_part_of_a_relaxations_key(licoo2):

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 #: Low-index planes checked; (111) of a rhombohedral primitive cell is the hexagonal basal plane.
 PLANES = [hkl for hkl in itertools.product((-1, 0, 1), repeat=3) if any(hkl) and next(v for v in hkl if v) > 0]
@@ -49,3 +49,19 @@ def largest_gap_growth(initial: Structure, final: Structure) -> GapChange:
     hkl = max(PLANES, key=lambda p: after[p] - before[p])
     normal = np.asarray(hkl, dtype=float) @ initial.lattice.reciprocal_lattice_crystallographic.matrix
     return GapChange(hkl=hkl, before=before[hkl], after=after[hkl], normal=(normal / np.linalg.norm(normal)).tolist())
+
+
+def rotate_normal_to_z(structure: Structure, normal: list[float]) -> Structure:
+    """The same crystal, rotated so the Cartesian vector ``normal`` points along +z."""
+    n = np.asarray(normal, dtype=float)
+    n /= np.linalg.norm(n)
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(n, z)
+    s, c = np.linalg.norm(v), float(np.dot(n, z))
+    if s < 1e-12:
+        rotation = np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    else:
+        vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+        rotation = np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
+    lattice = Lattice(structure.lattice.matrix @ rotation.T)
+    return Structure(lattice, structure.species, structure.frac_coords, site_properties=structure.site_properties)

@@ -17,6 +17,7 @@ REGISTRY = {
     "chgnet": "insertflow.calculators.chgnet:CHGNetCalculator",
     "vasp": "insertflow.calculators.vasp:VaspCalculator",
     "xtb": "insertflow.calculators.xtb:XTBCalculator",
+    "gpaw": "insertflow.calculators.gpaw:GPAWCalculator",
 }
 
 

@@ -104,6 +104,15 @@ def as_structure(value: Any) -> Structure:
     return value if isinstance(value, Structure) else Structure.from_dict(value)
 
 
+def as_complete_dos(value: Any):
+    """A pymatgen CompleteDos from a CompleteDos, its dict, or None."""
+    from pymatgen.electronic_structure.dos import CompleteDos
+
+    if value is None or isinstance(value, CompleteDos):
+        return value
+    return CompleteDos.from_dict(value)
+
+
 def check_energy(energy: Any, formula: str, calculator: str) -> float:
     """Refuse missing, NaN or infinite energies with a message saying what to do."""
     if energy is None:

@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 from atomate2.forcefields.jobs import ForceFieldRelaxMaker, ForceFieldStaticMaker
 from monty.json import MSONable
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from insertflow.analysis.layers import rotate_normal_to_z
 from insertflow.calculators.base import (
     CalculationOutcome,
     SinglePoint,
@@ -213,19 +213,3 @@ def relaxation_converged(output: Any) -> bool:
     if state is not None:
         return str(getattr(state, "value", state)) == "successful"
     return bool(field_of(output, "is_force_converged"))
-
-
-def rotate_normal_to_z(structure: Structure, normal: list[float]) -> Structure:
-    """The same crystal, rotated so the Cartesian vector ``normal`` points along +z."""
-    n = np.asarray(normal, dtype=float)
-    n /= np.linalg.norm(n)
-    z = np.array([0.0, 0.0, 1.0])
-    v = np.cross(n, z)
-    s, c = np.linalg.norm(v), float(np.dot(n, z))
-    if s < 1e-12:
-        rotation = np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
-    else:
-        vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-        rotation = np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
-    lattice = Lattice(structure.lattice.matrix @ rotation.T)
-    return Structure(lattice, structure.species, structure.frac_coords, site_properties=structure.site_properties)

@@ -27,6 +27,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from insertflow.calculators.base import (
     CalculationOutcome,
+    as_complete_dos,
     as_structure,
     check_energy,
     field_of,
@@ -193,7 +194,7 @@ class XTBCalculator(MSONable):
         try:
             import tblite  # noqa: F401
         except ImportError as exc:
-            raise CalculatorError("the xtb calculator needs tblite: pip install 'insertflow[dft]'") from exc
+            raise CalculatorError("the xtb calculator needs tblite: pip install tblite") from exc
 
     def identity(self) -> dict:
         """Tblite version and the settings that change results."""
@@ -223,12 +224,7 @@ class XTBCalculator(MSONable):
         structure = as_structure(field_of(output, "structure"))
         energy = check_energy(field_of(output, "energy"), structure.composition.reduced_formula, "xtb")
         entry = ComputedStructureEntry(structure, energy, parameters={"calculator": self.identity()})
-        raw_dos = field_of(output, "dos")
-        dos = (
-            None
-            if raw_dos is None
-            else (raw_dos if isinstance(raw_dos, CompleteDos) else CompleteDos.from_dict(raw_dos))
-        )
+        dos = as_complete_dos(field_of(output, "dos"))
         return CalculationOutcome(
             entry=entry,
             converged=bool(field_of(output, "converged")),
