@@ -18,7 +18,7 @@ class CalculatorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Registered calculator name: chgnet, mock")
+    name: str = Field(description="Registered calculator name: chgnet, gpaw, mock, vasp, xtb")
     settings: dict = Field(default_factory=dict, description="Calculator fields, e.g. fmax, steps")
 
 
@@ -85,7 +85,9 @@ class ElectronicSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    calculator: CalculatorSpec = Field(description="Static + DOS calculator, e.g. xtb or vasp")
+    calculator: CalculatorSpec | None = Field(
+        None, description="Static + DOS calculator (gpaw, vasp, xtb); default: energy_calculator, else gpaw"
+    )
     x: list[float] | None = Field(None, description="Compositions; end members are always included")
     max_size: int = Field(2, ge=1, description="Supercells of 1..max_size primitive cells for intermediate x")
     defects: list[str] | None = Field(None, description="Also these defect kinds (F_O, V_TM, ...) with their E_F shift")
@@ -109,6 +111,9 @@ class Recipe(BaseModel):
     working_ion: str = Field("Li", description="The inserted ion (Li, Na, K, Mg, Ca, Zn)")
     check_oxidation_states: bool = Field(True, description="Refuse hosts with no charge-balanced oxidation states")
     calculator: CalculatorSpec = Field(description="The calculator that relaxes (see Calculators)")
+    energy_calculator: CalculatorSpec | None = Field(
+        None, description="Energies from a static with this calculator on each relaxed structure (e.g. gpaw)"
+    )
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
@@ -127,6 +132,11 @@ class Recipe(BaseModel):
             raise ValueError("the 'defects' section belongs to study: defects")
         if (self.electronic is not None) != (self.study == "electronic_structure"):
             raise ValueError("study: electronic_structure needs an 'electronic' section (and only it has one)")
+        if self.electronic is not None and self.electronic.calculator and self.energy_calculator:
+            raise ValueError(
+                "study: electronic_structure takes its static calculator from electronic.calculator or "
+                "energy_calculator; give one of them"
+            )
         return self
 
 

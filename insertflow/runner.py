@@ -13,6 +13,7 @@ from typing import TextIO
 from jobflow import Flow, JobStore, run_locally
 
 from insertflow.calculators import get_calculator
+from insertflow.calculators.composite import GeometryThenEnergy
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.defects import DefectStudyMaker
@@ -39,6 +40,9 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
         check_oxidation_states=recipe.check_oxidation_states,
     )
     calculator = get_calculator(recipe.calculator.name, recipe.calculator.settings)
+    if recipe.energy_calculator is not None and recipe.study != "electronic_structure":
+        energy = get_calculator(recipe.energy_calculator.name, recipe.energy_calculator.settings)
+        calculator = GeometryThenEnergy(geometry=calculator, energy=energy)
     check_elements(calculator, host)
     guard = LayerGuard(policy=recipe.layer_guard.policy, max_gap_growth=recipe.layer_guard.max_gap_growth)
     if recipe.study == "insertion_levels":
@@ -79,7 +83,7 @@ def _electronic_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) 
         )
     maker = ElectronicStructureMaker(
         calculator=calculator,
-        electronic_calculator=get_calculator(spec.calculator.name, spec.calculator.settings),
+        electronic_calculator=_electronic_calculator(recipe, host),
         orderings=OrderingSettings(max_size=spec.max_size, x=spec.x, ewald_keep=1),
         defects=defects,
         guard=guard,
@@ -88,6 +92,14 @@ def _electronic_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) 
     flow = maker.make(host)
     relaxations = len(flow.jobs) - 1  # one relaxation per structure, then the job that adds the statics
     return flow, {"calculations": 2 * relaxations, "analysis": 1}
+
+
+def _electronic_calculator(recipe: Recipe, host: Host):
+    """electronic.calculator, else the recipe's energy_calculator, else GPAW with its defaults."""
+    spec = recipe.electronic.calculator or recipe.energy_calculator
+    calculator = get_calculator("gpaw") if spec is None else get_calculator(spec.name, spec.settings)
+    check_elements(calculator, host)
+    return calculator
 
 
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
