@@ -142,3 +142,65 @@ def test_a_missing_gpaw_is_one_line_naming_the_extra_and_the_system_packages(mon
     monkeypatch.setitem(sys.modules, "gpaw", None)  # import gpaw raises ImportError
     with pytest.raises(CalculatorError, match=r"libxc-dev libopenblas-dev.*CC=g\+\+ pip install 'insertflow\[dft\]'"):
         get_calculator("gpaw")
+
+
+@pytest.mark.gpaw
+def test_a_relaxation_follows_the_stress_and_can_hold_one_spacing(tmp_path):
+    from insertflow.calculators.gpaw import run_gpaw
+    from insertflow.references import working_ion_reference
+
+    lithium = working_ion_reference("Li")
+    stretched = lithium.copy()
+    stretched.scale_lattice(lithium.volume * 1.15)
+    relaxer = get_calculator("gpaw", {"ecut": 300.0, "kpoint_density": 1.5, "fmax": 0.02})
+    start = run_gpaw(stretched, relaxer, "static", txt=tmp_path / "start.txt")
+    free = run_gpaw(stretched, relaxer, "relax", txt=tmp_path / "free.txt")
+    assert free.converged and free.n_steps > 1
+    assert free.energy < start.energy - 0.005  # 15 % too large: the relaxation gains energy
+    assert free.structure.volume < 0.97 * stretched.volume  # by shrinking the cell, driven by PW stress
+    assert max(abs(s) for s in free.stress) * free.structure.volume < 0.03  # eV: stress x volume below fmax
+    # the layer guard's constrained relaxation: the spacing of planes normal to c stays as it was
+    normal = stretched.lattice.matrix[2] / np.linalg.norm(stretched.lattice.matrix[2])
+    plane_spacing = stretched.volume / np.linalg.norm(np.cross(*stretched.lattice.matrix[:2]))
+    held = run_gpaw(stretched, relaxer, "relax", fixed_normal=normal.tolist(), txt=tmp_path / "held.txt")
+    lattice = held.structure.lattice.matrix
+    held_spacing = held.structure.volume / np.linalg.norm(np.cross(lattice[0], lattice[1]))
+    assert held_spacing == pytest.approx(plane_spacing, abs=1e-6)
+    assert held.structure.volume < 0.99 * stretched.volume  # the other two directions still relaxed
+
+
+@pytest.mark.gpaw
+def test_geometry_from_one_calculator_energy_from_gpaw(memory_store):
+    # mock relaxes (its geometry), GPAW gives the energies: the voltage is GPAW's on the mock geometry
+    from jobflow import run_locally
+
+    from insertflow.calculators.composite import GeometryThenEnergy
+    from insertflow.calculators.gpaw import run_gpaw
+    from insertflow.db import latest_study
+    from insertflow.flows.end_members import EndMemberVoltageMaker
+    from insertflow.hosts import load_host
+
+    gpaw_calc = get_calculator("gpaw", {"ecut": 300.0, "kpoint_density": 1.5})
+    pair = GeometryThenEnergy(geometry=get_calculator("mock"), energy=gpaw_calc)
+    flow = EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2"))
+    run_locally(flow, store=memory_store, log=False)
+    doc = latest_study(memory_store, "pair")
+    assert doc["calculator"]["geometry_from"].startswith("mock") and doc["calculator"]["energy_from"].startswith("gpaw")
+    records = {r["label"]: r for r in doc["calculations"]}
+    assert all(r["status"] == "ok" for r in records.values()), records
+    energies = {label: r["entry"]["energy"] for label, r in records.items()}
+    # one of them by hand: a bare GPAW static on the structure the record holds (the mock geometry)
+    from pymatgen.core import Structure
+
+    lithium = Structure.from_dict(records["working_ion"]["entry"]["structure"])
+    bare = run_gpaw(lithium, gpaw_calc, "static", txt=None)
+    assert energies["working_ion"] == pytest.approx(bare.energy, abs=1e-6)
+    per_li = energies["working_ion"] / len(lithium)
+    cobalt = {label: records[label]["entry"]["composition"]["Co"] for label in ("discharged", "charged")}
+    per_unit = {label: energies[label] / cobalt[label] for label in cobalt}  # eV per CoO2 framework unit
+    hand = -(per_unit["discharged"] - per_unit["charged"] - per_li)
+    assert doc["average_voltage"] == pytest.approx(hand, abs=1e-6)
+    assert records["discharged"]["entry"]["parameters"]["energy_from"]["name"] == "gpaw"
+    assert records["discharged"]["descriptors"]["band_gap"] > 1.0  # the DOS is GPAW's, not the mock's
+    run_locally(EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2")), store=memory_store)
+    assert latest_study(memory_store, "pair")["reused_calculations"] == 3

@@ -47,6 +47,8 @@ class GeometryThenEnergy(MSONable):
             "name": self.name,
             "version": f"{geometry['version']} > {energy['version']}",
             "settings": {"geometry": geometry, "energy": energy},
+            "geometry_from": f"{geometry['name']} ({geometry['version']})",
+            "energy_from": f"{energy['name']} ({energy['version']})",
         }
 
     def unsupported_elements(self, elements: set[str]) -> list[str]:

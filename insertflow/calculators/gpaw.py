@@ -272,7 +272,7 @@ def run_gpaw(
     calculator: GPAWCalculator,
     task: str,
     fixed_normal: list[float] | None = None,
-    txt: str | Path = "gpaw.txt",
+    txt: str | Path | None = "gpaw.txt",
 ) -> GPAWTaskDoc:
     """One static or relaxation; an SCF that does not converge gives a doc with ``failure`` set."""
     from ase.filters import FrechetCellFilter
@@ -285,7 +285,7 @@ def run_gpaw(
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.set_initial_magnetic_moments(calculator.initial_magmoms(structure))
     parameters = calculator.gpaw_parameters(structure)
-    atoms.calc = GPAW(**parameters, txt=str(txt))
+    atoms.calc = GPAW(**parameters, txt=None if txt is None else str(txt))
     doc = {"task": task, "kpts": parameters["kpts"]["size"], "spin_polarized": parameters["spinpol"]}
     try:
         steps, converged = 1, True
