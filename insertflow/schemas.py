@@ -253,7 +253,9 @@ class ElectronicPoint(BaseModel):
     kind: str = Field("pristine", description="'pristine' or the defect kind (V_TM, F_O, ...)")
     site: str | None = Field(None, description="Defects: what changed")
     host_label: str | None = Field(None, description="Defects: the pristine point at the same x")
-    fermi_shift: float | None = Field(None, description="Defects: E_F - E_F(pristine), aligned on O-2s (eV)")
+    fermi_shift: float | None = Field(
+        None, description="Defects: E_F - E_F(pristine), each measured from its own O-2p band centre (eV)"
+    )
     relax_status: Status | None = None
     static_status: Status | None = None
     reason: str | None = None

@@ -275,7 +275,7 @@ def _record(
     descriptors = None
     if outcome.dos is not None:
         try:
-            found = band_descriptors(outcome.dos, band_edges=outcome.band_edges)
+            found = band_descriptors(outcome.dos, band_edges=outcome.band_edges, magmoms=outcome.magmoms)
             descriptors = {**asdict(found), "pdos": compact_pdos(outcome.dos, found)}
         except DescriptorError as exc:
             reason = f"{reason + '; ' if reason else ''}no band descriptors: {exc}"
