@@ -32,7 +32,7 @@ from jobflow import Flow, run_locally
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from insertflow.calculators import get_calculator
-from insertflow.calculators.gpaw import ORBITALS
+from insertflow.calculators.gpaw import DOS_STEP, ORBITALS
 from insertflow.flows.calculation import CalculationMaker
 from insertflow.hosts import load_host
 from insertflow.references import working_ion_reference
@@ -65,7 +65,8 @@ def bare(structure, calculator, folder):
     if parameters["spinpol"]:
         atoms.get_magnetic_moments()
     dos = DOSCalculator.from_calculator(atoms.calc, shift_fermi_level=False)
-    grid = np.arange(dos.eig_skn.min() - 3, dos.eig_skn.max() + 3, 0.02)
+    low, high, efermi = dos.eig_skn.min(), dos.eig_skn.max(), atoms.calc.get_fermi_level()
+    grid = np.arange(low - 3.0, min(high, efermi + 8.0) + DOS_STEP, DOS_STEP)  # the pipeline's grid
     spins = [0, 1] if dos.nspins == 2 else [None]
     for index in range(len(atoms)):
         for l_value in sorted({int(v) for v in dos.setups[index].l_j} & set(ORBITALS)):

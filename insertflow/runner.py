@@ -44,6 +44,9 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
         energy = get_calculator(recipe.energy_calculator.name, recipe.energy_calculator.settings)
         calculator = GeometryThenEnergy(geometry=calculator, energy=energy)
     check_elements(calculator, host)
+    relaxer = getattr(calculator, "geometry", calculator)  # the calculator that relaxes
+    if hasattr(relaxer, "check_relaxation"):
+        relaxer.check_relaxation()
     guard = LayerGuard(policy=recipe.layer_guard.policy, max_gap_growth=recipe.layer_guard.max_gap_growth)
     if recipe.study == "insertion_levels":
         return host, *_levels_flow(recipe, host, calculator, guard)

@@ -152,7 +152,7 @@ def test_a_relaxation_follows_the_stress_and_can_hold_one_spacing(tmp_path):
     lithium = working_ion_reference("Li")
     stretched = lithium.copy()
     stretched.scale_lattice(lithium.volume * 1.15)
-    relaxer = get_calculator("gpaw", {"ecut": 300.0, "kpoint_density": 1.5, "fmax": 0.02})
+    relaxer = get_calculator("gpaw", {"ecut": 600.0, "kpoint_density": 1.5, "fmax": 0.02})
     start = run_gpaw(stretched, relaxer, "static", txt=tmp_path / "start.txt")
     free = run_gpaw(stretched, relaxer, "relax", txt=tmp_path / "free.txt")
     assert free.converged and free.n_steps > 1
@@ -160,7 +160,8 @@ def test_a_relaxation_follows_the_stress_and_can_hold_one_spacing(tmp_path):
     assert free.structure.volume < 0.97 * stretched.volume  # by shrinking the cell, driven by PW stress
     assert max(abs(s) for s in free.stress) * free.structure.volume < 0.03  # eV: stress x volume below fmax
     # the layer guard's constrained relaxation: the spacing of planes normal to c stays as it was
-    normal = stretched.lattice.matrix[2] / np.linalg.norm(stretched.lattice.matrix[2])
+    across = np.cross(*stretched.lattice.matrix[:2])  # normal of the planes spanned by a and b
+    normal = across / np.linalg.norm(across)
     plane_spacing = stretched.volume / np.linalg.norm(np.cross(*stretched.lattice.matrix[:2]))
     held = run_gpaw(stretched, relaxer, "relax", fixed_normal=normal.tolist(), txt=tmp_path / "held.txt")
     lattice = held.structure.lattice.matrix
@@ -204,3 +205,21 @@ def test_geometry_from_one_calculator_energy_from_gpaw(memory_store):
     assert records["discharged"]["descriptors"]["band_gap"] > 1.0  # the DOS is GPAW's, not the mock's
     run_locally(EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2")), store=memory_store)
     assert latest_study(memory_store, "pair")["reused_calculations"] == 3
+
+
+@pytest.mark.gpaw
+def test_a_cell_relaxation_below_the_stress_cutoff_is_refused_before_it_runs(tmp_path):
+    # at 350 eV GPAW's LiCoO2 pressure is -0.68 eV/A^3 against +0.08 from E(V): BFGS climbed 0.8 eV
+    import yaml
+    from typer.testing import CliRunner
+
+    from insertflow.cli import EXIT_BAD_INPUT, app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "host": "LiCoO2", "calculator": {"name": "gpaw"}}))
+    result = CliRunner().invoke(app, ["run", str(recipe), "--store", "memory://"])
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "needs ecut >= 600 eV (got 450" in result.output and "energy_calculator" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    positions_only = get_calculator("gpaw", {"relax_cell": False})
+    positions_only.check_relaxation()  # no cell, no stress: allowed at any cutoff
