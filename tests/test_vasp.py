@@ -161,3 +161,28 @@ def test_outputs_get_mp2020_corrections(vasp):
 def test_unconverged_vasp_runs_are_failures(vasp):
     with pytest.raises(CalculatorError, match="ended in state 'failed'"):
         vasp.outcome(task_doc("failed"))
+
+
+def test_descriptors_come_from_the_dos_atomate2_stores():
+    # atomate2's TaskDoc keeps the CompleteDos under vasp_objects["dos"] (in the data store) and the
+    # eigenvalue edges in calcs_reversed[0].output: a real HSE vasprun stands in for a DOS static
+    from pathlib import Path
+
+    from pymatgen.io.vasp import Vasprun
+
+    from insertflow.analysis.descriptors import band_descriptors
+    from insertflow.calculators.vasp import vasp_electronic_structure
+
+    run = Vasprun(str(Path(__file__).parent / "data" / "vasp" / "Na3Mn8O16_hse_vasprun.xml.gz"))
+    gap, cbm, vbm, _ = run.eigenvalue_band_properties
+    task = {
+        "vasp_objects": {"dos": run.complete_dos.as_dict()},  # as a store hands it back
+        "calcs_reversed": [{"output": {"bandgap": gap, "cbm": cbm, "vbm": vbm}}],
+    }
+    dos, edges = vasp_electronic_structure(task)
+    assert edges == (gap, cbm, vbm)
+    found = band_descriptors(dos, band_edges=edges)
+    direct = band_descriptors(run.complete_dos, band_edges=(gap, cbm, vbm))
+    assert found.anion_p_centre == pytest.approx(direct.anion_p_centre, abs=1e-9)
+    assert found.spin_polarized and len(found.anion_sites) == 16
+    assert vasp_electronic_structure({"vasp_objects": None}) == (None, None)  # a relaxation: no DOS

@@ -16,11 +16,13 @@ from typing import Any, ClassVar
 import yaml
 from monty.json import MSONable
 from pymatgen.core import Structure
+from pymatgen.electronic_structure.dos import CompleteDos
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from insertflow.calculators.base import (
     CalculationOutcome,
+    as_complete_dos,
     as_structure,
     check_energy,
     field_of,
@@ -126,10 +128,28 @@ class VaspCalculator(MSONable):
                 f"MP2020 compatibility rejected the VASP entry of {formula}: its run type or POTCARs are not MP's"
             )
         magmoms = field_of(output, "output", "magmoms") or None
+        dos, band_edges = vasp_electronic_structure(output)
         return CalculationOutcome(
             entry=corrected,
             converged=True,
             n_steps=len(field_of(output, "output", "ionic_steps") or []) or None,
             wall_time_s=field_of(output, "run_stats", "overall", "Elapsed time (sec)"),
             magmoms=None if magmoms is None else [float(m) for m in magmoms],
+            dos=dos,
+            band_edges=band_edges,
         )
+
+
+def vasp_electronic_structure(output: Any) -> tuple[Any, tuple[float, float, float] | None]:
+    """The CompleteDos atomate2 put in its data store (``vasp_objects["dos"]``) and the eigenvalue edges.
+
+    jobflow loads the DOS from the data store when it resolves the job's output, so a DOS
+    static run by atomate2 on HPC reaches the descriptors like GPAW's does.
+    """
+    objects = field_of(output, "vasp_objects") or {}
+    raw = objects.get("dos") if isinstance(objects, dict) else None
+    dos = as_complete_dos(raw) if isinstance(raw, (dict, CompleteDos)) else None
+    last = (field_of(output, "calcs_reversed") or [None])[0]
+    gap, cbm, vbm = (field_of(last, "output", key) for key in ("bandgap", "cbm", "vbm"))
+    edges = None if None in (gap, cbm, vbm) else (float(gap), float(cbm), float(vbm))
+    return dos, edges
