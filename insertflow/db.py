@@ -201,6 +201,13 @@ def descriptors(
                 "o2p_centre": found.get("anion_p_centre"),
                 "tm_d_centre": found.get("tm_d_centre"),
                 "o2p_near_ef": found.get("anion_p_near_ef"),
+                "o2p_centre_ef": found.get("anion_p_centre_ef"),
+                "tm_d_centre_ef": found.get("tm_d_centre_ef"),
+                "spin_polarized": found.get("spin_polarized"),
+                "o2p_near_ef_undercoordinated": found.get("near_ef_undercoordinated"),
+                "o2p_near_ef_bulk_like": found.get("near_ef_bulk_like"),
+                "o_moment_undercoordinated": found.get("moment_undercoordinated"),
+                "o_moment_bulk_like": found.get("moment_bulk_like"),
                 "fermi_shift": point.get("fermi_shift"),
                 "implied_oxidation": point.get("implied_oxidation"),
             }

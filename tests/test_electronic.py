@@ -51,6 +51,10 @@ def test_licoo2_has_a_gap_and_coo2_does_not(licoo2_and_coo2):
     assert licoo2.reference == "VBM"
     assert coo2.band_gap < 0.2 * licoo2.band_gap  # delithiated: (nearly) metallic
     assert coo2.reference == "E_F"
+    assert not licoo2.spin_polarized and licoo2.anion_p_near_ef_by_spin is None  # xTB is spin-restricted
+    # the E_F-referenced centre is always there, the VBM-referenced one only for the insulator
+    assert coo2.anion_p_centre_vbm is None and licoo2.anion_p_centre_vbm == pytest.approx(licoo2.anion_p_centre)
+    assert licoo2.anion_p_centre_ef < licoo2.anion_p_centre  # E_F lies above the VBM of the insulator
 
 
 def test_o2p_states_rise_to_the_fermi_level_on_delithiation(licoo2_and_coo2):
@@ -84,6 +88,11 @@ def test_electronic_study_end_to_end_and_unconverged_scf_is_a_failure():
     assert set(pdos["curves"]) == {"O-p", "Co-d"} and len(pdos["energies"]) == len(pdos["curves"]["O-p"])
     again = run_recipe(recipe_from_dict(recipe), store=store, stream=io.StringIO())
     assert again["new_calculations"] == 0
+    from insertflow.db import descriptors
+
+    frame = descriptors("es", store).set_index("x")
+    assert not frame["spin_polarized"].any()  # the notebook table says the xTB DOS is spin-restricted
+    assert frame.loc[0.0, "o2p_centre_ef"] > frame.loc[1.0, "o2p_centre_ef"]  # O-2p rises on delithiation
 
     recipe["name"] = "es-unconverged"
     recipe["electronic"]["calculator"]["settings"]["max_iterations"] = 2
