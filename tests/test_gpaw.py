@@ -203,6 +203,7 @@ def test_geometry_from_one_calculator_energy_from_gpaw(memory_store):
     assert doc["average_voltage"] == pytest.approx(hand, abs=1e-6)
     assert records["discharged"]["entry"]["parameters"]["energy_from"]["name"] == "gpaw"
     assert records["discharged"]["descriptors"]["band_gap"] > 1.0  # the DOS is GPAW's, not the mock's
+    assert records["working_ion"]["descriptors"] is None and records["working_ion"]["reason"] is None  # Li: no O
     run_locally(EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2")), store=memory_store)
     assert latest_study(memory_store, "pair")["reused_calculations"] == 3
 

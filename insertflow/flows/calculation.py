@@ -273,7 +273,8 @@ def _record(
             )
 
     descriptors = None
-    if outcome.dos is not None:
+    has_oxygen = "O" in {el.symbol for el in outcome.structure.composition.elements}
+    if outcome.dos is not None and has_oxygen:  # the descriptors are O-2p ones: none for Li metal, no note
         try:
             found = band_descriptors(outcome.dos, band_edges=outcome.band_edges, magmoms=outcome.magmoms)
             descriptors = {**asdict(found), "pdos": compact_pdos(outcome.dos, found)}
