@@ -224,3 +224,33 @@ def test_a_cell_relaxation_below_the_stress_cutoff_is_refused_before_it_runs(tmp
     assert len(result.output.strip().splitlines()) == 1
     positions_only = get_calculator("gpaw", {"relax_cell": False})
     positions_only.check_relaxation()  # no cell, no stress: allowed at any cutoff
+
+
+@pytest.mark.gpaw
+def test_starting_moments_are_capped_at_the_high_spin_count():
+    # MP's MAGMOM asks 5 muB of Fe and Ni; the ions hold at most their unpaired d electrons
+    from insertflow.hosts import load_host
+
+    calculator = get_calculator("gpaw")
+    for host, element, moment in (("LiFePO4", "Fe", 4.0), ("LiNiO2", "Ni", 3.0), ("Li2MnO3", "Mn", 3.0)):
+        structure = load_host(host).structure
+        seeded = {
+            m
+            for m, s in zip(calculator.initial_magmoms(structure), structure, strict=True)
+            if s.specie.symbol == element
+        }
+        assert seeded == {moment}, host  # Fe2+ d6, Ni3+ d7, Mn4+ d3 (MP's table: 5, 5, 3)
+
+
+@pytest.mark.gpaw
+def test_an_iron_oxide_starts_from_a_density_gpaw_can_build(tmp_path):
+    # with MP's 5 muB on Fe, GPAW stopped before the first SCF step: "Bad basis for Fe"
+    from pymatgen.core import Lattice, Structure
+
+    from insertflow.calculators.gpaw import run_gpaw
+
+    feo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.33), ["Fe", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    feo = feo.get_primitive_structure()
+    one_step = get_calculator("gpaw", {"mode": "lcao", "kpoint_density": 1.0, "scf_max_iterations": 1})
+    doc = run_gpaw(feo, one_step, "static", txt=tmp_path / "feo.txt")
+    assert "did not converge in 1 iterations" in doc.failure  # it got as far as the SCF

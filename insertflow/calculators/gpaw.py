@@ -186,7 +186,10 @@ class GPAWCalculator(MSONable):
         """Starting moments: MP's MAGMOM by oxidation state (Co3+ 0.6, Co4+ 1, Mn4+ 3, ...), else by element.
 
         Oxidation states are guessed per composition (an average per element); only
-        transition metals and rare earths start with a moment.
+        transition metals and rare earths start with a moment, capped at the high-spin count of
+        unpaired d electrons of that oxidation state (Fe2+ 4, Ni3+ 3). MP's 5 muB for Fe and Ni is
+        only a VASP starting value: GPAW builds its first density from atomic occupations and
+        stops with "Bad basis for Fe" when the atom cannot hold the moment asked for.
         """
         table = self._preset["magmom"]
         plain = structure.copy()
@@ -204,7 +207,10 @@ class GPAWCalculator(MSONable):
                 continue
             state = average.get(element.symbol)
             species = None if state is None else f"{element.symbol}{round(state)}+"
-            moments.append(float(table.get(species, table.get(element.symbol, table["default"]))))
+            moment = float(table.get(species, table.get(element.symbol, table["default"])))
+            if state is not None and element.is_transition_metal:
+                moment = min(moment, float(_high_spin_unpaired(element, state)))
+            moments.append(moment)
         return moments
 
     def kpoint_mesh(self, structure: Structure) -> list[int]:
@@ -273,6 +279,13 @@ class GPAWCalculator(MSONable):
             dos=dos,
             band_edges=None if gap is None else (gap, field_of(output, "cbm"), field_of(output, "vbm")),
         )
+
+
+def _high_spin_unpaired(element, oxidation_state: float) -> int:
+    """Unpaired d electrons of a high-spin ion (d^n: n up to 5, then 10 - n)."""
+    group = element.group  # 3d: Sc 3 ... Zn 12 = d electrons of the neutral atom + 2
+    electrons = max(0, min(10, round(group - oxidation_state)))
+    return electrons if electrons <= 5 else 10 - electrons
 
 
 @job
