@@ -116,10 +116,14 @@ def band_descriptors(
         "p": _centre(dos, OrbitalType.p, [anion], (low, reference_energy), efermi),
         "d": _centre(dos, OrbitalType.d, tms, (low, reference_energy), efermi) if tms else None,
     }
-    # the E_F-referenced centres use the window below E_F (continuous where the gap closes)
-    low_ef = valence_window_bottom(dos, efermi, window[0], anion)
-    p_ef = _centre(dos, OrbitalType.p, [anion], (low_ef, efermi), efermi)
-    d_ef = _centre(dos, OrbitalType.d, tms, (low_ef, efermi), efermi) if tms else None
+    # the E_F-referenced centres use the window below E_F (continuous where the gap closes);
+    # without a gap that is the window above, already summed
+    if gapped:
+        low_ef = valence_window_bottom(dos, efermi, window[0], anion)
+        p_ef = _centre(dos, OrbitalType.p, [anion], (low_ef, efermi), efermi)
+        d_ef = _centre(dos, OrbitalType.d, tms, (low_ef, efermi), efermi) if tms else None
+    else:
+        p_ef, d_ef = centres_ef["p"], centres_ef["d"]
     shift = reference_energy - efermi
     near_range = (reference_energy - near, reference_energy)
     sites = anion_sites(dos, anion, near_range, magmoms)
@@ -270,9 +274,11 @@ def fermi_shift_from(defective: dict, pristine: dict) -> float | None:
     return float(pristine["anion_p_centre_ef"] - defective["anion_p_centre_ef"])
 
 
-def _p_centre_ef(dos: CompleteDos, anion: str, window: tuple[float, float] = CENTRE_WINDOW) -> float:
-    """Anion-p band centre relative to E_F (get_band_center works relative to E_F)."""
-    return float(dos.get_band_center(band=OrbitalType.p, elements=[Element(anion)], erange=window))
+def _p_centre_ef(dos: CompleteDos, anion: str, deepest: float = CENTRE_WINDOW[0]) -> float:
+    """Anion-p centre relative to E_F over the valence band below E_F: the level E_F shifts are measured from."""
+    efermi = float(dos.efermi)
+    low = valence_window_bottom(dos, efermi, deepest, anion)
+    return _centre(dos, OrbitalType.p, [anion], (low, efermi), efermi)
 
 
 def _both_spins(dos) -> np.ndarray:
