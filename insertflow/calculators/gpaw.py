@@ -398,19 +398,16 @@ def projected_dos(calc, structure: Structure, efermi: float, width: float) -> Co
     # (A 0.02 eV grid to E_F + 18 eV made the stored DOS 3x larger: 1.2 s of jsanitize per static.)
     energies = np.arange(low - 3.0, min(high, efermi + 8.0) + DOS_STEP, DOS_STEP)
     spins = [Spin.up, Spin.down] if dos_calc.nspins == 2 else [Spin.up]
-    channel = {Spin.up: 0, Spin.down: 1}
-    total = {
-        spin: dos_calc.raw_dos(energies, spin=channel[spin] if len(spins) == 2 else None, width=width) for spin in spins
-    }
+    # GPAW's spin index per channel; None sums both spins into the one channel of a spin-paired run
+    channel = {Spin.up: 0, Spin.down: 1} if len(spins) == 2 else {Spin.up: None}
+    total = {spin: dos_calc.raw_dos(energies, spin=channel[spin], width=width) for spin in spins}
     pdos: dict = {}
     for index, site in enumerate(structure):
         setup = dos_calc.setups[index]
         for l_value in sorted({int(value) for value in setup.l_j} & set(ORBITALS)):
             for m, orbital in enumerate(ORBITALS[l_value]):
                 pdos.setdefault(site, {})[orbital] = {
-                    spin: dos_calc.raw_pdos(
-                        energies, a=index, l=l_value, m=m, spin=channel[spin] if len(spins) == 2 else None, width=width
-                    )
+                    spin: dos_calc.raw_pdos(energies, a=index, l=l_value, m=m, spin=channel[spin], width=width)
                     for spin in spins
                 }
     return CompleteDos(structure, Dos(efermi, energies, total), pdos)
