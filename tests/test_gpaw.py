@@ -171,7 +171,7 @@ def test_a_relaxation_follows_the_stress_and_can_hold_one_spacing(tmp_path):
 
 
 @pytest.mark.gpaw
-def test_geometry_from_one_calculator_energy_from_gpaw(memory_store):
+def test_geometry_from_one_calculator_energy_from_gpaw(memory_store, tmp_path, monkeypatch):
     # mock relaxes (its geometry), GPAW gives the energies: the voltage is GPAW's on the mock geometry
     from jobflow import run_locally
 
@@ -181,6 +181,7 @@ def test_geometry_from_one_calculator_energy_from_gpaw(memory_store):
     from insertflow.flows.end_members import EndMemberVoltageMaker
     from insertflow.hosts import load_host
 
+    monkeypatch.chdir(tmp_path)  # run_locally runs jobs in the current folder: GPAW writes gpaw.txt there
     gpaw_calc = get_calculator("gpaw", {"ecut": 300.0, "kpoint_density": 1.5})
     pair = GeometryThenEnergy(geometry=get_calculator("mock"), energy=gpaw_calc)
     flow = EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2"))
