@@ -54,7 +54,7 @@ def cases():
 
 
 def bare(structure, calculator, folder):
-    """Plain GPAW and ASE: energy, forces, stress, moments and the same PDOS as the pipeline."""
+    """Plain GPAW and ASE: energy, forces, stress, moments, site potentials and the same PDOS as the pipeline."""
     parameters = calculator.gpaw_parameters(structure)
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.set_initial_magnetic_moments(calculator.initial_magmoms(structure))
@@ -64,6 +64,7 @@ def bare(structure, calculator, folder):
     atoms.get_stress()
     if parameters["spinpol"]:
         atoms.get_magnetic_moments()
+    atoms.calc.get_atomic_electrostatic_potentials()
     dos = DOSCalculator.from_calculator(atoms.calc, shift_fermi_level=False)
     low, high, efermi = dos.eig_skn.min(), dos.eig_skn.max(), atoms.calc.get_fermi_level()
     grid = np.arange(low - 3.0, min(high, efermi + 8.0) + DOS_STEP, DOS_STEP)  # the pipeline's grid

@@ -282,9 +282,20 @@ def render_electronic(doc: dict, where: str) -> str:
             for el, states in point.get("implied_oxidation", {}).items()
         )
         if point.get("kind", "pristine") != "pristine":
-            shift = "" if point.get("fermi_shift") is None else f"E_F shift {point['fermi_shift']:+.2f} eV, "
+            shift = ""
+            if point.get("fermi_shift") is not None:
+                aligned = "aligned on" if point.get("fermi_shift_reference") == "electrostatic" else "from"
+                on = "potential" if point.get("fermi_shift_reference") == "electrostatic" else "O-2p centre"
+                shift = f"E_F shift {point['fermi_shift']:+.2f} eV ({aligned} {on}), "
+            changed = ", ".join(
+                f"{c['element']}{c['site']} {c['pristine']:.2f}->{c['defect']:.2f} muB at {c['distance']:.1f} A"
+                for c in point.get("moment_changes") or []
+            )
+            shift += f"moments changed: {changed}, " if changed else ""
             o2p = "" if not d else f"O-2p<E_F {d['anion_p_near_ef']:.3f}, gap {d['band_gap']:.2f}"
             lines.append(f"  {'':6}   {point['kind']} {point.get('site') or ''}: {shift}{o2p}")
+            if point.get("reason"):
+                lines.append(f"  {'':6}     note: {point['reason']}")
         elif d:
             tm_d = "" if d.get("tm_d_centre") is None else f"{d['tm_d_centre']:7.2f}"
             lines.append(

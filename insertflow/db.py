@@ -209,6 +209,10 @@ def descriptors(
                 "o_moment_undercoordinated": found.get("moment_undercoordinated"),
                 "o_moment_bulk_like": found.get("moment_bulk_like"),
                 "fermi_shift": point.get("fermi_shift"),
+                "fermi_shift_reference": point.get("fermi_shift_reference"),
+                "fermi_shift_anion_p": point.get("fermi_shift_anion_p"),
+                "alignment_spread": (point.get("potential_alignment") or {}).get("spread"),
+                "moment_changes": point.get("moment_changes") or [],
                 "implied_oxidation": point.get("implied_oxidation"),
             }
         )

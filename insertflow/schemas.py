@@ -40,6 +40,9 @@ class CalculationRecord(BaseModel):
     constrained: bool = Field(False, description="Relaxed with the drifting stacking spacing held fixed")
     job_uuid: str | None = Field(None, description="uuid of the job that ran the calculation")
     descriptors: dict | None = Field(None, description="Band descriptors, when the calculator gave a projected DOS")
+    site_potentials: list[float] | None = Field(
+        None, description="Electrostatic potential energy of an electron at each site (eV), for defect alignment"
+    )
 
     def computed_entry(self) -> ComputedStructureEntry | None:
         """A copy of the pymatgen entry (None for failed records), safe to annotate."""
@@ -254,12 +257,32 @@ class ElectronicPoint(BaseModel):
     site: str | None = Field(None, description="Defects: what changed")
     host_label: str | None = Field(None, description="Defects: the pristine point at the same x")
     fermi_shift: float | None = Field(
-        None, description="Defects: E_F - E_F(pristine), each measured from its own O-2p band centre (eV)"
+        None,
+        description=(
+            "Defects: E_F - E_F(pristine) (eV), aligned on the electrostatic potential at sites far from the "
+            "defect when both statics give site potentials, else measured from each cell's own O-2p centre"
+        ),
     )
+    fermi_shift_reference: Literal["electrostatic", "anion_p_centre"] | None = Field(
+        None, description="What fermi_shift is aligned on"
+    )
+    fermi_shift_anion_p: float | None = Field(
+        None, description="Defects: the E_F shift measured from each cell's own O-2p centre, for comparison (eV)"
+    )
+    potential_alignment: dict | None = Field(
+        None, description="Defects: Delta V = V(defect) - V(pristine) at far sites (eV), its spread and sites"
+    )
+    moment_changes: list[dict] = Field(
+        default_factory=list,
+        description="Defects: TM sites whose moment changed by > 0.25 muB against the pristine cell, nearest first",
+    )
+    moments_from: str | None = Field(None, description="Calculator whose moments tm_moments are")
     relax_status: Status | None = None
     static_status: Status | None = None
     reason: str | None = None
-    tm_moments: dict[str, list[float]] = Field(default_factory=dict, description="muB per TM site (relax calculator)")
+    tm_moments: dict[str, list[float]] = Field(
+        default_factory=dict, description="muB per TM site: the electronic static's, else the relaxation's"
+    )
     implied_oxidation: dict[str, dict[str, int]] = Field(default_factory=dict, description="From the moments")
     descriptors: dict | None = Field(None, description="Gap, edges, band centres, O-2p weight near E_F, PDOS")
 

@@ -145,6 +145,9 @@ def test_electronic_study_stores_defect_fermi_shifts_per_x():
     assert f_o[1.0]["host_label"] == "x=1.000 #1" and f_o[1.0]["site"].startswith("F on O")
     assert f_o[1.0]["fermi_shift"] > 0.4  # the donor electron lifts E_F in the insulator
     assert abs(f_o[0.0]["fermi_shift"]) < 0.2  # metallic CoO2 screens it
+    # xTB gives no site potentials: the shift is measured from the O-2p centre, and says so
+    assert {p["fermi_shift_reference"] for p in f_o.values()} == {"anion_p_centre"}
+    assert f_o[1.0]["fermi_shift"] == f_o[1.0]["fermi_shift_anion_p"] and f_o[1.0]["potential_alignment"] is None
 
 
 @pytest.mark.slow  # tens of seconds; runs in CI

@@ -255,3 +255,86 @@ def test_an_iron_oxide_starts_from_a_density_gpaw_can_build(tmp_path):
     one_step = get_calculator("gpaw", {"mode": "lcao", "kpoint_density": 1.0, "scf_max_iterations": 1})
     doc = run_gpaw(feo, one_step, "static", txt=tmp_path / "feo.txt")
     assert "did not converge in 1 iterations" in doc.failure  # it got as far as the SCF
+
+
+@pytest.fixture(scope="module")
+def small_defects(tmp_path_factory):
+    """GPAW statics of LiCoO2 (16 atoms), F on one O and one Co removed, through the study's own jobs.
+
+    LCAO dzp at Gamma, PBE+U, spin-polarised: ~45 s, ~100 s and ~50 s here. The cells are
+    unrelaxed, so what the test sees is electronic: where the donor electron and the acceptor
+    holes go, and how far E_F moves on one potential scale.
+    """
+    import os
+
+    from jobflow import Flow, JobStore, run_locally
+    from maggma.stores import MemoryStore
+
+    from insertflow.flows.calculation import CalculationMaker
+    from insertflow.flows.electronic import electronic_study
+    from insertflow.hosts import load_host
+
+    pristine = load_host("LiCoO2").structure.get_primitive_structure() * [2, 2, 1]
+    oxygen = next(i for i, site in enumerate(pristine) if site.specie.symbol == "O")
+    cobalt = next(i for i, site in enumerate(pristine) if site.specie.symbol == "Co")
+    fluorine = pristine.copy()
+    fluorine.replace(oxygen, "F")
+    vacancy = pristine.copy()
+    vacancy.remove_sites([cobalt])
+    gpaw_calc = get_calculator("gpaw", {"mode": "lcao", "kpoint_density": 0.3})
+    points = [
+        {"label": "host", "x": 1.0, "kind": "pristine"},
+        {"label": "F_O", "x": 1.0, "kind": "F_O", "site": "F on O", "host_label": "host"},
+        {"label": "V_TM", "x": 1.0, "kind": "V_TM", "site": "Co", "host_label": "host"},
+    ]
+    jobs = [
+        CalculationMaker(calculator=gpaw_calc, label=p["label"], task="static", study="small").make(structure)
+        for p, structure in zip(points, (pristine, fluorine, vacancy), strict=True)
+    ]
+    context = {"study": "small", "host": {"formula": "LiCoO2", "redox_elements": ["Co"]}, "calculator": {}}
+    outputs = [j.output for j in jobs]
+    study = electronic_study(outputs, points, outputs, [p["label"] for p in points], gpaw_calc.identity(), context)
+    store = JobStore(MemoryStore())
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("gpaw-defects"))  # GPAW writes gpaw.txt in the job's folder
+    try:
+        responses = run_locally(Flow([*jobs, study]), store=store, log=False, ensure_success=True)
+    finally:
+        os.chdir(here)
+    doc = responses[study.uuid][1].output
+    return {p.label: p for p in doc.points}, pristine
+
+
+@pytest.mark.gpaw
+def test_the_f_o_donor_electron_reduces_the_co_next_to_f_and_raises_e_f(small_defects):
+    points, _ = small_defects
+    f_o = points["F_O"]
+    assert f_o.fermi_shift_reference == "electrostatic"
+    # one electron per cell, on the three Co that share an O face with F (0.26-0.48 muB each here);
+    # the fourth Co, 2.8 A further, stays low-spin Co3+ (-0.02)
+    changed = f_o.moment_changes
+    assert len(changed) == 3 and all(c["distance"] < 2.3 for c in changed), changed
+    assert 0.7 < sum(abs(c["change"]) for c in changed) < 1.3
+    # E_F rises from mid-gap into the Co-d states the electron fills: +0.47 eV on one potential
+    # scale, +0.70 eV before alignment (the far-site potential moved by 0.23 eV)
+    assert f_o.fermi_shift > 0.25
+    assert f_o.potential_alignment["delta_v"] > 0.1
+
+
+@pytest.mark.gpaw
+def test_oxygen_next_to_a_co_vacancy_carries_the_holes_near_e_f(small_defects):
+    points, _ = small_defects
+    vacancy = points["V_TM"]
+    found = vacancy.descriptors
+    environments = [site["environment"] for site in found["anion_sites"]]
+    assert environments.count("under-coordinated") == 6 and environments.count("bulk-like") == 2
+    # non-bonding O-2p: 1.18 states per O in the last eV below E_F next to the vacancy, 0.17 for the
+    # O with three Co (GPAW PBE+U; the 47-atom cell of docs/calculators.md gives 1.10 and 0.55)
+    assert found["near_ef_undercoordinated"] > 3 * found["near_ef_bulk_like"]
+    assert found["moment_undercoordinated"] > found["moment_bulk_like"] + 0.01  # 0.079 vs 0.053 muB
+    # an acceptor: E_F drops into the valence band (-2.58 eV before alignment, -0.39 after). In 15
+    # atoms with three holes the far-site potential spreads by 0.88 eV, and the point says so
+    assert vacancy.fermi_shift < 0 and vacancy.fermi_shift < points["F_O"].fermi_shift - 0.5
+    assert vacancy.potential_alignment["spread"] > 0.25 and "cell is small" in vacancy.reason
+    assert points["F_O"].reason is None  # 0.09 eV for F_O
+    assert points["host"].descriptors["band_gap"] > 1.0

@@ -186,3 +186,26 @@ def test_descriptors_come_from_the_dos_atomate2_stores():
     assert found.anion_p_centre == pytest.approx(direct.anion_p_centre, abs=1e-9)
     assert found.spin_polarized and len(found.anion_sites) == 16
     assert vasp_electronic_structure({"vasp_objects": None}) == (None, None)  # a relaxation: no DOS
+
+
+def test_site_potentials_are_read_from_the_outcar_of_the_run_folder(tmp_path, monkeypatch):
+    # atomate2 keeps no core potentials in its TaskDoc: they come from OUTCAR in dir_name ("host:/path");
+    # pymatgen's Outcar needs a whole OUTCAR, so its reader stands in here (not checked on a real one)
+    from insertflow.calculators import vasp as vasp_module
+
+    read = []
+
+    class FakeOutcar:
+        def __init__(self, path):
+            read.append(path)
+
+        def read_avg_core_poten(self):
+            return [[-40.0, -60.0, -80.0, -80.0], [-40.5, -60.5, -80.5, -80.4]]  # two ionic steps
+
+    monkeypatch.setattr(vasp_module, "Outcar", FakeOutcar)
+    (tmp_path / "OUTCAR.gz").write_bytes(b"")
+    potentials = vasp_module.vasp_site_potentials({"dir_name": f"node042:{tmp_path}"})
+    assert potentials == [-40.5, -60.5, -80.5, -80.4]  # the last ionic step: the final structure
+    assert read == [str(tmp_path / "OUTCAR.gz")]
+    assert vasp_module.vasp_site_potentials({"dir_name": f"node042:{tmp_path / 'gone'}"}) is None
+    assert vasp_module.vasp_site_potentials({}) is None

@@ -27,6 +27,9 @@ class CalculationOutcome:
     magmoms: list[float] | None = None
     dos: Any = None  # pymatgen CompleteDos when the calculator computes one
     band_edges: tuple[float, float, float] | None = None  # (gap, cbm, vbm) in eV from eigenvalues
+    #: electrostatic potential energy of an electron at each site (eV; GPAW's atomic potentials,
+    #: VASP's "average (electrostatic) potential at core"): a defect's E_F is aligned on it
+    site_potentials: list[float] | None = None
 
     @property
     def structure(self) -> Structure:

@@ -95,6 +95,7 @@ class GPAWTaskDoc(BaseModel):
     failure: str | None = None  # why there is no usable result (SCF did not converge, ...)
     elapsed_time: float = 0.0
     dos: Any = None  # CompleteDos (statics) or its dict
+    site_potentials: list[float] | None = None  # eV, electrostatic potential energy of an electron at each atom
 
     @field_validator("structure", mode="before")
     @classmethod
@@ -270,6 +271,7 @@ class GPAWCalculator(MSONable):
         dos = as_complete_dos(field_of(output, "dos"))
         gap = field_of(output, "band_gap")
         magmoms = field_of(output, "magmoms")
+        potentials = field_of(output, "site_potentials")
         return CalculationOutcome(
             entry=entry,
             converged=bool(field_of(output, "converged")),
@@ -278,6 +280,7 @@ class GPAWCalculator(MSONable):
             magmoms=None if magmoms is None else [float(m) for m in magmoms],
             dos=dos,
             band_edges=None if gap is None else (gap, field_of(output, "cbm"), field_of(output, "vbm")),
+            site_potentials=None if potentials is None else [float(v) for v in potentials],
         )
 
 
@@ -350,6 +353,8 @@ def run_gpaw(
     stress = atoms.get_stress().tolist() if calculator.mode == "pw" else None
     magmoms = atoms.get_magnetic_moments().tolist() if parameters["spinpol"] else [0.0] * len(atoms)
     dos = projected_dos(gpaw_calc, final, efermi, calculator.dos_width) if task == "static" else None
+    # the L=0 part of the Hartree potential around each atom (eV): what a defect's E_F is aligned on
+    potentials = gpaw_calc.get_atomic_electrostatic_potentials().tolist() if task == "static" else None
     return GPAWTaskDoc(
         **doc,
         structure=final,
@@ -366,6 +371,7 @@ def run_gpaw(
         converged=converged,
         elapsed_time=time.perf_counter() - start,
         dos=dos,
+        site_potentials=potentials,
     )
 
 

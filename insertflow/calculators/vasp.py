@@ -11,6 +11,7 @@ checked without them (``input_set(..., potcar_spec=True)`` writes POTCAR.spec on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -19,6 +20,7 @@ from pymatgen.core import Structure
 from pymatgen.electronic_structure.dos import CompleteDos
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
+from pymatgen.io.vasp.outputs import Outcar
 
 from insertflow.calculators.base import (
     CalculationOutcome,
@@ -137,7 +139,27 @@ class VaspCalculator(MSONable):
             magmoms=None if magmoms is None else [float(m) for m in magmoms],
             dos=dos,
             band_edges=band_edges,
+            site_potentials=vasp_site_potentials(output),
         )
+
+
+def vasp_site_potentials(output: Any) -> list[float] | None:
+    """VASP's "average (electrostatic) potential at core" (eV) of the last ionic step, per site.
+
+    atomate2's TaskDoc does not keep these numbers, so they are read from the OUTCAR in the
+    run folder (``dir_name``, "host:/path"), which is there when the record job runs on the
+    cluster that ran VASP. None when the folder is not reachable: the E_F shift of a defect
+    then falls back to the O-2p centre, and the document says so.
+    """
+    dir_name = field_of(output, "dir_name")
+    if not dir_name:
+        return None
+    folder = Path(str(dir_name).split(":", 1)[-1])
+    found = [folder / name for name in ("OUTCAR", "OUTCAR.gz", "OUTCAR.bz2") if (folder / name).is_file()]
+    if not found:
+        return None
+    steps = Outcar(str(found[0])).read_avg_core_poten()
+    return [float(v) for v in steps[-1]] if steps and steps[-1] else None
 
 
 def vasp_electronic_structure(output: Any) -> tuple[Any, tuple[float, float, float] | None]:

@@ -294,6 +294,7 @@ def _record(
         magmoms=outcome.magmoms,
         layer_gap_growth=growth,
         descriptors=descriptors,
+        site_potentials=outcome.site_potentials,
         **base,
     )
     progress.emit(
