@@ -157,3 +157,45 @@ def test_single_points_keep_the_reason_a_structure_failed():
     failed, fine = chgnet.single_points([curium, rocksalt])
     assert not failed.ok and "Error" in failed.reason  # the model's exception type and message, not a bare NaN
     assert fine.ok and fine.reason is None and fine.energy < 0
+
+
+def test_chgnet_energies_are_already_on_the_mp2020_scale(tmp_path, monkeypatch):
+    # CHGNet 0.3.0 learned MP2020-corrected energies: from its own metals and O2 it gives formation
+    # energies close to experiment. Applying MP2020 again would count the U and oxide terms twice
+    from jobflow import Flow, run_locally
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+
+    from insertflow.calculators import get_calculator
+    from insertflow.competing import competing_phases, task_for
+    from insertflow.flows.calculation import CalculationMaker
+    from insertflow.schemas import CalculationRecord
+
+    monkeypatch.chdir(tmp_path)  # atomate2 writes final_atoms_object.xyz in the job's folder
+    chgnet = get_calculator("chgnet")
+    phases = competing_phases({"Li", "Co", "O"})
+    jobs = {k: CalculationMaker(calculator=chgnet, label=k, task=task_for(k)).make(s) for k, s in phases.items()}
+    store = open_store(StoreConfig(type="memory"))
+    run_locally(Flow(list(jobs.values())), store=store, log=False)
+    entries = {
+        k: CalculationRecord.model_validate(store.get_output(j.uuid, which="last", load=True)).entry
+        for k, j in jobs.items()
+    }
+    assert all(not e.energy_adjustments for e in entries.values())  # no correction applied
+
+    def formation(label: str) -> float:
+        composition, _ = entries[label].composition.get_reduced_composition_and_factor()
+        per_unit = entries[label].energy / (entries[label].composition.num_atoms / composition.num_atoms)
+        elemental = {"Li": "Li", "Co": "Co", "O": "O2"}
+        return per_unit - sum(n * entries[elemental[el.symbol]].energy_per_atom for el, n in composition.items())
+
+    experiment = {"CoO": -2.46, "Li2O": -6.20, "Co3O4": -9.20}  # eV per formula unit (NIST-JANAF / Wagman)
+    for label, value in experiment.items():
+        assert formation(label) == pytest.approx(value, abs=0.25), label  # measured: -2.46, -6.20, -9.35
+    twice = MaterialsProject2020Compatibility(check_potcar=False).get_adjustments(
+        ComputedStructureEntry(
+            entries["CoO"].structure,
+            entries["CoO"].energy,
+            parameters={"run_type": "GGA+U", "software": "chgnet", "hubbards": {"Co": 3.32}},
+        )
+    )
+    assert sum(a.value for a in twice) / entries["CoO"].composition["Co"] < -2.0  # what a second pass would add

@@ -88,11 +88,13 @@ def _threads_from_env() -> int | None:
 
 @dataclass
 class CHGNetCalculator(MSONable):
-    """CHGNet (MPtrj-trained: reproduces Materials Project GGA/GGA+U energies, uncorrected).
+    """CHGNet 0.3.0: Materials Project GGA/GGA+U energies, already on the MP2020-corrected scale.
 
-    No energy corrections are applied: CHGNet 0.3.0 predicts raw MPtrj energies, and for
-    insertion voltages the MP2020 anion and U corrections cancel between the lithiated
-    and delithiated hosts (same TM and O counts).
+    CHGNet was trained on MPtrj energies with MP2020 corrections applied (its fine-tuning
+    notebook corrects new DFT labels with ``MaterialsProject2020Compatibility`` for that
+    reason), so its metals, O2 and oxides share one scale as predicted: its own Co, O2 and CoO
+    give CoO a formation energy of -2.46 eV (experiment -2.46), Li2O -6.20 (-6.20). Correcting
+    again would count the Co U correction twice (-1.64 eV per Co). See ``analysis.energy_scale``.
     """
 
     name: ClassVar[str] = "chgnet"
