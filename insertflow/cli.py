@@ -242,8 +242,20 @@ def render_defects(doc: dict, where: str) -> str:
         f"Study {doc['study']}: defects of {host['formula']} ({host['source']}) with {calc['name']} "
         f"[{calc['version']}]",
         f"  Supercell {doc['supercell']} of the host cell ({doc['supercell_atoms']} atoms)",
-        f"  {'defect':<58} {'x':>6} {'status':<8} {'E (eV)':>8}",
     ]
+    if doc.get("competing_phases"):
+        lines.append(f"  Chemical potentials from the stability region against {', '.join(doc['competing_phases'])}")
+    for region in doc.get("stability_regions", []):
+        limits = "; ".join(
+            f"{lim['name']}: "
+            + ", ".join(f"{el} {mu:.2f}" for el, mu in lim["mu"].items())
+            + f" (with {' + '.join(lim['bounded_by']) or '-'})"
+            for lim in region["limits"]
+        )
+        state = "stable" if region["stable"] else f"{region['above_competing']:.3f} eV/f.u. above its competing phases"
+        lines.append(f"    x={region['x']:.3f} ({state}): {limits}")
+    limit = doc.get("chemical_potential_limit")
+    lines.append(f"  {'defect':<58} {'x':>6} {'status':<8} {'E (eV)':>8}" + (f"  at {limit}" if limit else ""))
     for row in doc.get("defects", []):
         energy = "" if row.get("energy") is None else f"{row['energy']:+.3f}"
         lines.append(f"  {row['label'][:58]:<58} {row['x']:6.3f} {row.get('status') or '-':<8} {energy:>8}")

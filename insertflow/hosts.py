@@ -285,3 +285,9 @@ def _guess_oxidation_states(structure: Structure, where: str) -> dict[str, float
             "metallic or intermetallic host"
         )
     return {el: float(value) for el, value in guesses[0].items()}
+
+
+def read_structure(source: str | Path, relative_to: Path | None = None) -> Structure:
+    """A structure from a file (relative to ``relative_to``), with the same clear errors as a host file."""
+    structure, _, _ = _read_structure(source, relative_to)
+    return structure

@@ -74,7 +74,13 @@ class DefectsSpec(BaseModel):
     rattle_seed: int = Field(
         default_factory=default_rattle_seed, description="Seed of the rattle (default INSERTFLOW_RATTLE_SEED or 0)"
     )
-    chemical_potentials: dict[str, float] = Field(default_factory=dict, description="eV/atom, e.g. O and F for F_O")
+    chemical_potentials: dict[str, float] = Field(
+        default_factory=dict, description="eV/atom held fixed in the stability region (else computed)"
+    )
+    limit: str | None = Field(None, description="Limit energies use, e.g. O-rich, Co-rich; default <anion>-rich")
+    competing_phases: dict[str, str] = Field(
+        default_factory=dict, description="Extra competing phases: label -> structure file relative to the recipe"
+    )
     threshold: float = Field(0.0, description="eV: coupled when the energy crosses this across x")
     discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
     max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")

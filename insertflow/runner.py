@@ -20,7 +20,7 @@ from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
 from insertflow.flows.levels import InsertionLevelsMaker
-from insertflow.hosts import Host, load_host
+from insertflow.hosts import Host, load_host, read_structure
 from insertflow.progress import ProgressReporter, reporting
 from insertflow.recipe import DefectsSpec, LevelsSpec, Recipe
 from insertflow.sampling.defects import DefectSettings
@@ -107,11 +107,14 @@ def _electronic_calculator(recipe: Recipe, host: Host):
 
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
     spec = recipe.defects or DefectsSpec()
-    settings = DefectSettings(**spec.model_dump(exclude={"chemical_potentials", "threshold", "discharge_orderings"}))
+    maker_only = {"chemical_potentials", "threshold", "discharge_orderings", "limit", "competing_phases"}
+    settings = DefectSettings(**spec.model_dump(exclude=maker_only))
     maker = DefectStudyMaker(
         calculator=calculator,
         settings=settings,
         chemical_potentials=spec.chemical_potentials,
+        limit=spec.limit,
+        extra_phases={label: read_structure(path, recipe.folder) for label, path in spec.competing_phases.items()},
         threshold=spec.threshold,
         discharge_orderings=spec.discharge_orderings,
         guard=guard,
@@ -119,7 +122,7 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
     )
     matrix, pristine, candidates, notes = maker.plan(host)
     flow = maker.make_from_plan(host, matrix, pristine, candidates, notes)
-    references = len(maker.references_needed(candidates, host.working_ion))
+    references = len(maker.phases_needed(host, candidates))
     plan = {"calculations": 1 + references + len(pristine) + len(candidates), "analysis": 1}
     return flow, plan
 

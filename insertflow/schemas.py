@@ -197,7 +197,12 @@ class DefectResult(BaseModel):
     content_key: str | None = None
     reused: bool = False
     raw_difference: float | None = Field(None, description="E(defect) - E(pristine), eV")
-    energy: float | None = Field(None, description="Defect energy with chemical potentials (migration: dE_mig), eV")
+    energy: float | None = Field(
+        None, description="Defect energy at the study's chemical-potential limit (migration: dE_mig), eV"
+    )
+    energies_at_limits: dict[str, float] = Field(
+        default_factory=dict, description="Defect energy (eV) at each limit of the host's stability region at x"
+    )
 
 
 class DefectClassDoc(BaseModel):
@@ -237,7 +242,15 @@ class DefectStudyDoc(StudyRecords):
     supercell: list[list[int]] = Field(description="Of the host cell; every structure lives in it")
     supercell_atoms: int
     settings: dict = Field(default_factory=dict)
-    chemical_potentials: dict = Field(default_factory=dict, description="eV/atom; the ion's per x")
+    chemical_potentials: dict = Field(
+        default_factory=dict, description="eV/atom at the study's limit, per element and x ('Co(x=0.500)')"
+    )
+    chemical_potential_limit: str | None = Field(None, description="The limit energy and classification use")
+    stability_regions: list[dict] = Field(
+        default_factory=list,
+        description="Per pristine host: x, whether it has a region, eV/f.u. above its competing phases, limits",
+    )
+    competing_phases: list[str] = Field(default_factory=list, description="Phases the regions were computed against")
     pristine: list[dict] = Field(default_factory=list, description="Pristine orderings: label, x, status, energy")
     pristine_steps: list[StepDoc] = Field(default_factory=list)
     defects: list[DefectResult] = Field(default_factory=list)

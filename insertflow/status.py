@@ -12,7 +12,7 @@ from insertflow.recipe import Recipe
 
 #: Calculation labels -> the stage they belong to (first match wins).
 STAGES = (
-    ("references", ("working_ion", "reference ")),
+    ("references", ("working_ion", "competing ")),
     ("pristine hosts", ("pristine ",)),
     ("discharge re-lithiation", ("discharge ",)),
     ("electronic structure", ("electronic ",)),

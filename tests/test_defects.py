@@ -204,8 +204,19 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     assert doc["hysteresis"]["average_hysteresis"] == 0.0  # zero, not a small negative number
     v_tm = [d for d in doc["defects"] if d["kind"] == "V_TM"]
     assert all(d["change"] == {"Co": -1} for d in v_tm)
-    # V_TM energy = E(def) - E(pristine) + mu_Co, with mu_Co from the computed hcp Co
-    assert all(d["energy"] == pytest.approx(d["raw_difference"] + doc["chemical_potentials"]["Co"]) for d in v_tm)
+    # V_TM energy = E(def) - E(pristine) + mu_Co(x). With mu_Li held by the electrode and mu_O by the
+    # recipe, the host at x fixes mu_Co = [E(host) - n_Li mu_Li(x) - n_O mu_O] / n_Co (not the Co metal)
+    mu = doc["chemical_potentials"]
+    for d in v_tm:
+        host = next(p for p in doc["pristine"] if p["label"] == f"pristine {d['host_label']}")
+        n_li, n_co = 12 * d["x"], 12
+        tag = f"(x={d['x']:.3f})"
+        mu_co = (host["energy"] - n_li * mu[f"Li{tag}"] - 24 * mu[f"O{tag}"]) / n_co
+        assert mu[f"O{tag}"] == -4.0 and mu[f"Co{tag}"] == pytest.approx(mu_co, abs=1e-5)
+        assert d["energy"] == pytest.approx(d["raw_difference"] + mu_co, abs=1e-5)
+    # the mock's binaries are not a physical phase diagram: the regions say the host lies above them
+    assert all(not r["stable"] and r["notes"] for r in doc["stability_regions"])
+    assert "CoO" in doc["competing_phases"] and "hcp" not in str(doc["competing_phases"])
     assert len(doc["f_o_reduction"]) == 4
     again = run_recipe(load_recipe("licoo2_defects_mock"), store=store, stream=io.StringIO())
     assert again["new_calculations"] == 0 and again["reused_calculations"] == doc["new_calculations"]
@@ -273,13 +284,23 @@ def test_failed_defect_relaxation_is_recorded_and_the_rest_completes():
     assert doc["hysteresis"] is not None
 
 
-def test_f_o_needs_explicit_gas_chemical_potentials():
-    with pytest.raises(RecipeError, match=r"F_O needs defects\.chemical_potentials for O and F"):
-        run_recipe(
-            mock_defects(defects={"kinds": ["F_O"], "x": [1.0, 0.0], "supercell": [2, 2, 1]}),
-            store=open_store(StoreConfig(type="memory")),
-            stream=io.StringIO(),
-        )
+def test_an_element_without_an_elemental_phase_is_refused_with_what_to_give(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    # LiTiS2 (P-3m1): insertflow has no built-in elemental S (alpha-S has 128 atoms per cell)
+    lattice = Lattice.hexagonal(3.46, 6.19)
+    Structure(lattice, ["Li", "Ti", "S", "S"], [[0, 0, 0.5], [0, 0, 0], [1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]).to(
+        filename=str(tmp_path / "LiTiS2.cif")
+    )
+    recipe = {
+        "name": "lts",
+        "study": "defects",
+        "host": str(tmp_path / "LiTiS2.cif"),
+        "calculator": {"name": "mock"},
+        "defects": {"kinds": ["V_TM"], "x": [1.0, 0.0], "supercell": [2, 2, 2]},
+    }
+    with pytest.raises(RecipeError, match=r"no elemental phase of S .*defects\.competing_phases"):
+        run_recipe(recipe_from_dict(recipe), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
 
 
 def test_rattle_is_reproducible(licoo2):
@@ -303,11 +324,12 @@ def test_cli_shows_and_plots_a_defect_study(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 0, result.output
-    assert "[calculations 23/23]" in result.output
+    # 1 Li metal + 9 competing phases (Co, O2, F2, Li2O, Li2O2, LiF, CoO, Co3O4, CoF2) + 3 pristine + 18 defects
+    assert "[calculations 31/31]" in result.output
     assert "migration: static" in result.output
     assert "Hysteresis: 0 V (no coupled defect forms" in result.output
     shown = runner.invoke(app, ["show", str(path)])
-    assert "Calculations: 0 new" not in shown.output and "23 new" in shown.output
+    assert "Calculations: 0 new" not in shown.output and "31 new" in shown.output
     plotted = runner.invoke(app, ["plot", str(path), "--out", str(tmp_path / "figs")])
     assert plotted.exit_code == 0, plotted.output
     assert (tmp_path / "figs" / "licoo2-defects-mock_hysteresis.png").read_bytes()[:4] == b"\x89PNG"

@@ -124,9 +124,13 @@ def test_every_study_builds_with_vasp_and_plans_what_it_builds():
     _, flow, plan = build_study(defects)
     jobs = calculation_jobs(flow)
     assert plan["calculations"] == len(jobs)
-    assert {j.function_args[0].composition.reduced_formula for j in jobs} >= {"LiCoO2", "CoO2", "Li", "Co"}
-    # elements (1-2 atoms), or the one 2x2x1 supercell: 48 atoms at x = 1, 36 at x = 0, one less with V_TM
-    assert {len(j.function_args[0]) for j in jobs} == {1, 2, 35, 36, 47, 48}
+    formulas = {j.function_args[0].composition.reduced_formula for j in jobs}
+    assert formulas >= {"LiCoO2", "CoO2", "Li", "Co", "O2", "CoO", "Co3O4", "Li2O", "Li2O2"}
+    # competing phases (Li 1, Co and O2 and CoO 2, Li2O 3, Li2O2 8, Co3O4 14 atoms), or the one 2x2x1
+    # supercell: 48 atoms at x = 1, 36 at x = 0, one less with V_TM
+    assert {len(j.function_args[0]) for j in jobs} == {1, 2, 3, 8, 14, 35, 36, 47, 48}
+    o2 = next(j for j in jobs if j.function_args[0].composition.reduced_formula == "O2")
+    assert o2.function_args[3] == "static"  # a molecule in its box: a cell relaxation would collapse it
 
 
 def task_doc(state="successful"):

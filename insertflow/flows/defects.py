@@ -9,21 +9,24 @@ at each x (new relaxations) before ``defect_study`` builds the hysteresis loop.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 
 from jobflow import Flow, Maker, OnMissing, Response, job
 from pymatgen.core import Structure
 
 from insertflow import progress
+from insertflow.analysis.chemical_potentials import StabilityRegion, impurity_potential, stability_region
 from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
 from insertflow.calculators.base import Calculator, as_structure
+from insertflow.competing import competing_phases, elemental_reference, task_for
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
 from insertflow.hosts import Host
-from insertflow.references import has_metal_reference, working_ion_reference
+from insertflow.references import working_ion_reference
 from insertflow.sampling.defects import (
     DefectCandidate,
     DefectSettings,
@@ -57,7 +60,9 @@ class DefectStudyMaker(Maker):
     name: str = "defects and hysteresis"
     calculator: Calculator | None = None
     settings: DefectSettings = field(default_factory=DefectSettings)
-    chemical_potentials: dict[str, float] = field(default_factory=dict)  # eV/atom, overrides computed ones
+    chemical_potentials: dict[str, float] = field(default_factory=dict)  # eV/atom, held fixed in the region
+    limit: str | None = None  # limit of the stability region energies use; None: "<anion>-rich" (e.g. O-rich)
+    extra_phases: dict[str, Structure] = field(default_factory=dict)  # competing phases beyond the built-in ones
     threshold: float = 0.0  # eV: a defect is coupled when its energy crosses this across x
     discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
     guard: LayerGuard = field(default_factory=LayerGuard)
@@ -68,14 +73,6 @@ class DefectStudyMaker(Maker):
         if self.calculator is None:
             raise CalculatorError("DefectStudyMaker needs a calculator")
         check_host_can_have(host, self.settings.kinds)
-        if "F_O" in self.settings.kinds:
-            missing = [el for el in ("O", "F") if el not in self.chemical_potentials]
-            if missing:
-                raise RecipeError(
-                    f"F_O needs defects.chemical_potentials for {' and '.join(missing)} (eV/atom on this calculator's "
-                    "scale, e.g. from the calculator's O2/F2 or fitted references); insertflow does not guess gas "
-                    "references"
-                )
         matrix = choose_supercell(host, self.settings)
         pristine = pristine_orderings(host, matrix, self.settings)
         candidates, notes = [], []
@@ -90,16 +87,36 @@ class DefectStudyMaker(Maker):
         matrix, pristine, candidates, notes = self.plan(host)
         return self.make_from_plan(host, matrix, pristine, candidates, notes)
 
-    def references_needed(self, candidates: list[DefectCandidate], working_ion: str) -> list[str]:
-        """Elements whose chemical potential comes from a computed elemental metal."""
-        elements = {el for c in candidates for el, n in c.change.items() if n}
-        needed = sorted(el for el in elements if el != working_ion and el not in self.chemical_potentials)
-        unknown = [el for el in needed if not has_metal_reference(el)]
-        if unknown:
+    def phases_needed(self, host: Host, candidates: list[DefectCandidate]) -> dict[str, Structure]:
+        """Competing phases of the host's chemistry and of what the defects add (the working-ion metal apart).
+
+        Every element whose chemical potential is not given needs an elemental phase; one without
+        (P, S: no built-in reference) is refused here with what to give instead.
+        """
+        elements = {el.symbol for el in host.structure.composition.elements}
+        elements |= {el for c in candidates for el, n in c.change.items() if n}
+        unbounded = sorted(
+            el
+            for el in elements
+            if el not in self.chemical_potentials
+            and elemental_reference(el) is None
+            and not any(s.composition.is_element and el in s.composition for s in self.extra_phases.values())
+        )
+        if unbounded:
             raise RecipeError(
-                f"no reference for the chemical potential of {', '.join(unknown)}; give defects.chemical_potentials"
+                f"no elemental phase of {', '.join(unbounded)} to bound its chemical potential; give its structure "
+                "in defects.competing_phases or its value in defects.chemical_potentials"
             )
-        return needed
+        phases = {**competing_phases(elements), **self.extra_phases}
+        phases.pop(host.working_ion, None)  # the working-ion reference job is that phase
+        return phases
+
+    def chosen_limit(self, host: Host) -> str:
+        """The limit of the stability region that energies and classes use."""
+        if self.limit:
+            return self.limit
+        anion = max(host.structure.composition.elements, key=lambda el: el.X).symbol
+        return f"{anion}-rich"
 
     def make_from_plan(self, host, matrix, pristine, candidates, notes) -> Flow:
         """The flow for an already generated plan (see ``plan``)."""
@@ -111,8 +128,10 @@ class DefectStudyMaker(Maker):
 
         ion_job = relax("working_ion", working_ion_reference(host.working_ion))
         reference_jobs = {
-            el: relax(f"reference {el}", working_ion_reference(el))
-            for el in self.references_needed(candidates, host.working_ion)
+            label: CalculationMaker(
+                calculator=calc, label=f"competing {label}", task=task_for(label), study=self.study, guard=self.guard
+            ).make(structure)
+            for label, structure in self.phases_needed(host, candidates).items()
         }
         pristine_jobs = [
             relax(f"pristine {o.label}", rattled(o.structure, self.settings.rattle, self.settings.rattle_seed))
@@ -128,6 +147,7 @@ class DefectStudyMaker(Maker):
             "supercell_atoms": len(full),
             "settings": {k: v for k, v in asdict(self.settings).items() if not k.startswith("@")},
             "chemical_potentials": dict(self.chemical_potentials),
+            "limit": self.chosen_limit(host),
             "threshold": self.threshold,
             "discharge_orderings": self.discharge_orderings,
             "notes": notes,
@@ -193,8 +213,8 @@ def analyse_defects(
         records[meta["label"]] = _parse(raw)
     for meta, raw in zip(context["candidates"], defect_records, strict=True):
         records[meta["label"]] = _parse(raw)
-    references = {el: _parse(raw) for el, raw in reference_records.items()}
-    everything = {**records, "working_ion": ion_rec, **{f"reference {k}": v for k, v in references.items()}}
+    references = {label: _parse(raw) for label, raw in reference_records.items()}
+    everything = {**records, "working_ion": ion_rec, **{f"competing {k}": v for k, v in references.items()}}
     _note_failures(doc, everything)
     doc.calculations = [r for r in everything.values() if r is not None]
 
@@ -220,8 +240,9 @@ def analyse_defects(
     else:
         doc.missing.append("fewer than two pristine compositions relaxed: no voltages, no hysteresis")
 
-    mu = _chemical_potentials(context, references, doc)
-    rows = _defect_rows(context, records, ok, pristine_ok, mu, charge, ion, doc)
+    phases = _competing_energies(references, ion_rec, ion, doc)
+    regions = _stability_regions(context, pristine_ok, phases, charge, ion, doc)
+    rows = _defect_rows(context, records, ok, pristine_ok, regions, phases, doc)
     classes = _classify_all(rows, context["threshold"], doc)
     doc.f_o_reduction = _f_o_reduction(rows, ok, context)
 
@@ -256,9 +277,10 @@ def analyse_defects(
     return Response(replace=Flow([*discharge_jobs, final], output=final.output))
 
 
-def _defect_rows(context, records, ok, pristine_ok, mu, charge, ion, doc) -> list[DefectResult]:
-    """One result per candidate, with energies where its relaxation and its pristine host finished."""
+def _defect_rows(context, records, ok, pristine_ok, regions, phases, doc) -> list[DefectResult]:
+    """One result per candidate, with energies at every limit where its relaxation and its pristine host finished."""
     pristine_energy = {m["ordering"]: r.entry.energy for m, r in pristine_ok}
+    limit = context["limit"]
     rows = []
     for meta in context["candidates"]:
         record = records[meta["label"]]
@@ -268,14 +290,58 @@ def _defect_rows(context, records, ok, pristine_ok, mu, charge, ion, doc) -> lis
             row.content_key, row.reused = record.content_key, record.reused
         base = pristine_energy.get(meta["host_label"])
         if meta["label"] in ok and base is not None:
-            row.raw_difference = ok[meta["label"]].entry.energy - base
-            row.energy = _energy_of(row, ok[meta["label"]].entry.energy, base, mu, charge, ion, doc)
+            e_defect = ok[meta["label"]].entry.energy
+            row.raw_difference = e_defect - base
+            if row.kind == "migration":
+                row.energy = row.raw_difference
+            else:
+                _energies_at_limits(row, e_defect, base, regions.get(meta["host_label"]), phases, limit, doc)
         rows.append(row)
     doc.defects = rows
-    doc.chemical_potentials = {k: v for k, v in mu.items() if k != ion} | {
-        f"{ion}(x={x:.3f})": value for x, value in _ion_mu_table(charge, context).items()
-    }
+    doc.chemical_potential_limit = limit
+    doc.chemical_potentials = {}
+    for meta in context["pristine"]:
+        region = regions.get(meta["ordering"])
+        chosen = None if region is None else _limit_of(region, limit)
+        if chosen is None:
+            continue
+        mu = dict(chosen.mu)
+        for element in sorted({el for c in context["candidates"] for el, n in c["change"].items() if n > 0} - set(mu)):
+            with contextlib.suppress(ValueError):  # reported per defect by _energies_at_limits
+                mu[element], _ = impurity_potential(element, mu, phases)
+        doc.chemical_potentials |= {f"{el}(x={meta['x']:.3f})": round(v, 6) for el, v in sorted(mu.items())}
     return rows
+
+
+def _limit_of(region: StabilityRegion, name: str):
+    """The named limit, or the single point of a region of zero width."""
+    if len(region.limits) == 1:
+        return region.limits[0]
+    try:
+        return region.limit(name)
+    except KeyError:
+        return None
+
+
+def _energies_at_limits(row, e_defect, e_pristine, region, phases, limit, doc) -> None:
+    """The defect's energy at each limit of its host's region (impurities at their solubility limit)."""
+    if region is None:
+        doc.missing.append(f"{row.label}: its host has no stability region: no chemical potentials")
+        return
+    for chosen in region.limits:
+        mu = dict(chosen.mu)
+        for element in [el for el, n in row.change.items() if n and el not in mu]:
+            try:
+                mu[element], _ = impurity_potential(element, mu, phases)
+            except ValueError as exc:
+                doc.missing.append(f"{row.label}: {exc}")
+                return
+        row.energies_at_limits[chosen.name] = round(defect_energy(e_defect, e_pristine, row.change, mu), 6)
+    named = _limit_of(region, limit)
+    if named is None:
+        doc.missing.append(f"{row.label}: the region at x={row.x:.3f} has no limit '{limit}'")
+        return
+    row.energy = row.energies_at_limits[named.name]
 
 
 def _classify_all(rows: list[DefectResult], threshold: float, doc: DefectStudyDoc) -> dict:
@@ -312,16 +378,45 @@ def _note_failures(doc: DefectStudyDoc, records: dict) -> None:
             )
 
 
-def _chemical_potentials(context: dict, references: dict, doc: DefectStudyDoc) -> dict[str, float]:
-    mu = dict(context["chemical_potentials"])
-    for el, record in references.items():
-        if el in mu:
-            continue
+def _competing_energies(references: dict, ion_record, ion: str, doc: DefectStudyDoc) -> dict:
+    """Composition and total energy of every competing phase that relaxed, by label; the others are named."""
+    phases = {}
+    if ion_record is not None and ion_record.status == "ok":
+        phases[ion] = (ion_record.entry.composition, ion_record.entry.energy)
+    for label, record in references.items():
         if record is None or record.status != "ok":
-            doc.missing.append(f"reference {el}: no usable result; defects that add or remove {el} have no energy")
+            doc.notes.append(f"competing phase {label} has no usable result: the regions are computed without it")
             continue
-        mu[el] = record.entry.energy_per_atom
-    return mu
+        phases[label] = (record.entry.composition, record.entry.energy)
+    doc.competing_phases = sorted(phases)
+    return phases
+
+
+def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> dict[str, StabilityRegion]:
+    """The region of each relaxed pristine host, with mu_ion held at the electrode's mu_ion(x)."""
+    regions = {}
+    mu_ion = _ion_mu_table(charge, context)
+    for meta, record in pristine_ok:
+        fixed = dict(context["chemical_potentials"])
+        if meta["x"] in mu_ion:
+            fixed[ion] = mu_ion[meta["x"]]
+        try:
+            region = stability_region(record.entry.composition, record.entry.energy, phases, fixed)
+        except ValueError as exc:
+            doc.missing.append(f"{meta['label']}: no stability region: {exc}")
+            continue
+        regions[meta["ordering"]] = region
+        doc.stability_regions.append(
+            {
+                "label": meta["label"],
+                "x": meta["x"],
+                "stable": region.stable,
+                "above_competing": round(region.above_competing, 6),
+                "limits": [{"name": lim.name, "mu": lim.mu, "bounded_by": lim.bounded_by} for lim in region.limits],
+                "notes": region.notes,
+            }
+        )
+    return regions
 
 
 def _ion_mu_table(charge, context) -> dict[float, float]:
@@ -331,21 +426,6 @@ def _ion_mu_table(charge, context) -> dict[float, float]:
     return {
         x: ion_chemical_potential(charge, x) for x in xs if charge.x_range[0] - 1e-9 <= x <= charge.x_range[1] + 1e-9
     }
-
-
-def _energy_of(row: DefectResult, e_defect: float, e_pristine: float, mu, charge, ion: str, doc) -> float | None:
-    if row.kind == "migration":
-        return e_defect - e_pristine
-    local = dict(mu)
-    if row.change.get(ion):
-        if charge is None:
-            return None
-        local[ion] = ion_chemical_potential(charge, row.x)
-    try:
-        return defect_energy(e_defect, e_pristine, row.change, local)
-    except KeyError as exc:
-        doc.missing.append(f"{row.label}: {exc.args[0]}")
-        return None
 
 
 def _f_o_reduction(rows: list[DefectResult], ok: dict, context: dict) -> list[str]:
