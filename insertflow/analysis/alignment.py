@@ -91,16 +91,18 @@ def potential_alignment(
     pristine: Structure,
     pristine_potentials: list[float],
     radius: float | None = None,
+    site: DefectSite | None = None,
 ) -> PotentialAlignment:
     """Delta V over same-species sites at least ``radius`` from the defect.
 
     ``radius`` defaults to half the shortest lattice translation of the defect cell (the
     sphere inscribed in its Wigner-Seitz cell, as Kumagai and Oba sample); when fewer than
     ``MIN_FAR_SITES`` sites lie beyond it, the farthest quarter of the matched sites is used.
+    ``site`` is ``locate_defect(defect, pristine)`` when the caller has it already.
     """
     if len(defect_potentials) != len(defect) or len(pristine_potentials) != len(pristine):
         raise ValueError("one site potential per site is needed in both cells")
-    site = locate_defect(defect, pristine)
+    site = site or locate_defect(defect, pristine)
     if radius is None:
         radius = 0.5 * float(min(defect.lattice.get_lll_reduced_lattice().abc))
     indices = np.array(sorted(site.matches))
@@ -129,6 +131,7 @@ def moment_changes(
     pristine_moments: list[float],
     elements: list[str],
     threshold: float = 0.25,
+    site: DefectSite | None = None,
 ) -> list[dict]:
     """Sites of ``elements`` whose moment changed by more than ``threshold`` muB, nearest the defect first.
 
@@ -136,8 +139,9 @@ def moment_changes(
     reduced or oxidised ion changes its number of unpaired d electrons. The threshold is low
     enough for an electron shared by the three Co next to F in a small LiCoO2 cell (GPAW
     PBE+U, 16 atoms: 0.39 muB each) and well above the 0.00-0.05 muB of low-spin Co3+.
+    ``site`` is ``locate_defect(defect, pristine)`` when the caller has it already.
     """
-    site = locate_defect(defect, pristine)
+    site = site or locate_defect(defect, pristine)
     rows = []
     for d, p in site.matches.items():
         symbol = defect[d].specie.symbol

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Maker, OnMissing, Response, job
 
 from insertflow import progress
-from insertflow.analysis.alignment import aligned_fermi_shift, moment_changes, potential_alignment
+from insertflow.analysis.alignment import aligned_fermi_shift, locate_defect, moment_changes, potential_alignment
 from insertflow.analysis.descriptors import fermi_shift_from
 from insertflow.analysis.magnetism import oxidation_census
 from insertflow.calculators.base import Calculator
@@ -206,17 +206,23 @@ def _compare_with_pristine(
     host: dict,
 ) -> None:
     """A defect's E_F shift (electrostatically aligned when both statics have site potentials) and moment changes."""
-    if point.descriptors and pristine_point.descriptors:
+    both_descriptors = bool(point.descriptors and pristine_point.descriptors)
+    if both_descriptors:
         point.fermi_shift_anion_p = fermi_shift_from(point.descriptors, pristine_point.descriptors)
         point.fermi_shift, point.fermi_shift_reference = point.fermi_shift_anion_p, "anion_p_centre"
-    usable = [r for r in (static, pristine_static) if r is not None and r.status == "ok" and r.entry is not None]
-    if len(usable) < 2:
+    if not all(r is not None and r.status == "ok" and r.entry is not None for r in (static, pristine_static)):
+        return
+    align = both_descriptors and bool(static.site_potentials and pristine_static.site_potentials)
+    compare_moments = bool(static.magmoms and pristine_static.magmoms)
+    if not (align or compare_moments):
         return
     defect, pristine = static.entry.structure, pristine_static.entry.structure
     try:
-        both_edges = bool(point.descriptors and pristine_point.descriptors)
-        if both_edges and static.site_potentials and pristine_static.site_potentials:
-            alignment = potential_alignment(defect, static.site_potentials, pristine, pristine_static.site_potentials)
+        site = locate_defect(defect, pristine)  # one matching of the two cells serves both
+        if align:
+            alignment = potential_alignment(
+                defect, static.site_potentials, pristine, pristine_static.site_potentials, site=site
+            )
             point.potential_alignment = alignment.as_dict()
             point.fermi_shift = round(
                 aligned_fermi_shift(point.descriptors["efermi"], pristine_point.descriptors["efermi"], alignment), 4
@@ -227,9 +233,9 @@ def _compare_with_pristine(
                     f"the far-site potential difference spreads by {alignment.spread:.2f} eV over "
                     f"{alignment.n_sites} sites: the cell is small for this E_F shift; a larger supercell settles it"
                 )
-        if static.magmoms and pristine_static.magmoms:
+        if compare_moments:
             point.moment_changes = moment_changes(
-                defect, static.magmoms, pristine, pristine_static.magmoms, host["redox_elements"]
+                defect, static.magmoms, pristine, pristine_static.magmoms, host["redox_elements"], site=site
             )
     except ValueError as exc:  # sites that cannot be matched: say so, keep the rest of the point
         point.reason = f"{point.reason + '; ' if point.reason else ''}no comparison with {pristine_point.label}: {exc}"
