@@ -9,7 +9,6 @@ at each x (new relaxations) before ``defect_study`` builds the hysteresis loop.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 
 from jobflow import Flow, Maker, OnMissing, Response, job
@@ -122,15 +121,13 @@ class DefectStudyMaker(Maker):
         """The flow for an already generated plan (see ``plan``)."""
         calc = self.calculator
 
-        def relax(label: str, structure: Structure):
-            maker = CalculationMaker(calculator=calc, label=label, task="relax", study=self.study, guard=self.guard)
+        def relax(label: str, structure: Structure, task: str = "relax"):
+            maker = CalculationMaker(calculator=calc, label=label, task=task, study=self.study, guard=self.guard)
             return maker.make(structure)
 
         ion_job = relax("working_ion", working_ion_reference(host.working_ion))
         reference_jobs = {
-            label: CalculationMaker(
-                calculator=calc, label=f"competing {label}", task=task_for(label), study=self.study, guard=self.guard
-            ).make(structure)
+            label: relax(f"competing {label}", structure, task_for(label))
             for label, structure in self.phases_needed(host, candidates).items()
         }
         pristine_jobs = [
@@ -305,10 +302,8 @@ def _defect_rows(context, records, ok, pristine_ok, regions, phases, doc) -> lis
         chosen = None if region is None else _limit_of(region, limit)
         if chosen is None:
             continue
-        mu = dict(chosen.mu)
-        for element in sorted({el for c in context["candidates"] for el, n in c["change"].items() if n > 0} - set(mu)):
-            with contextlib.suppress(ValueError):  # reported per defect by _energies_at_limits
-                mu[element], _ = impurity_potential(element, mu, phases)
+        added = {el for c in context["candidates"] for el, n in c["change"].items() if n > 0}
+        mu, _ = _with_impurities(chosen.mu, added, phases)  # an unbounded one is reported per defect
         doc.chemical_potentials |= {f"{el}(x={meta['x']:.3f})": round(v, 6) for el, v in sorted(mu.items())}
     return rows
 
@@ -323,19 +318,27 @@ def _limit_of(region: StabilityRegion, name: str):
         return None
 
 
+def _with_impurities(mu: dict[str, float], elements: set[str], phases: dict) -> tuple[dict[str, float], list[str]]:
+    """``mu`` plus each of ``elements`` it lacks at its solubility limit; why any could not be bounded."""
+    mu, unbounded = dict(mu), []
+    for element in sorted(elements - set(mu)):
+        try:
+            mu[element], _ = impurity_potential(element, mu, phases)
+        except ValueError as exc:
+            unbounded.append(str(exc))
+    return mu, unbounded
+
+
 def _energies_at_limits(row, e_defect, e_pristine, region, phases, limit, doc) -> None:
     """The defect's energy at each limit of its host's region (impurities at their solubility limit)."""
     if region is None:
         doc.missing.append(f"{row.label}: its host has no stability region: no chemical potentials")
         return
     for chosen in region.limits:
-        mu = dict(chosen.mu)
-        for element in [el for el, n in row.change.items() if n and el not in mu]:
-            try:
-                mu[element], _ = impurity_potential(element, mu, phases)
-            except ValueError as exc:
-                doc.missing.append(f"{row.label}: {exc}")
-                return
+        mu, unbounded = _with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
+        if unbounded:
+            doc.missing.append(f"{row.label}: {unbounded[0]}")
+            return
         row.energies_at_limits[chosen.name] = round(defect_energy(e_defect, e_pristine, row.change, mu), 6)
     named = _limit_of(region, limit)
     if named is None:
