@@ -251,6 +251,9 @@ class DefectStudyDoc(StudyRecords):
         description="Per pristine host: x, whether it has a region, eV/f.u. above its competing phases, limits",
     )
     competing_phases: list[str] = Field(default_factory=list, description="Phases the regions were computed against")
+    energy_scale: dict = Field(
+        default_factory=dict, description="Scale of the calculator's energies and what was done about it"
+    )
     pristine: list[dict] = Field(default_factory=list, description="Pristine orderings: label, x, status, energy")
     pristine_steps: list[StepDoc] = Field(default_factory=list)
     defects: list[DefectResult] = Field(default_factory=list)

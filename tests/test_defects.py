@@ -217,6 +217,7 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     # the mock's binaries are not a physical phase diagram: the regions say the host lies above them
     assert all(not r["stable"] and r["notes"] for r in doc["stability_regions"])
     assert "CoO" in doc["competing_phases"] and "hcp" not in str(doc["competing_phases"])
+    assert doc["energy_scale"]["scale"] == "mock"  # which scale the energies are on is stated
     assert len(doc["f_o_reduction"]) == 4
     again = run_recipe(load_recipe("licoo2_defects_mock"), store=store, stream=io.StringIO())
     assert again["new_calculations"] == 0 and again["reused_calculations"] == doc["new_calculations"]

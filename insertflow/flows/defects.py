@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from jobflow import Flow, Maker, OnMissing, Response, job
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from insertflow import progress
 from insertflow.analysis.chemical_potentials import StabilityRegion, impurity_potential, stability_region
 from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
+from insertflow.analysis.energy_scale import energy_scale, mixes_scales
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
@@ -203,7 +204,13 @@ def analyse_defects(
         supercell_atoms=context["supercell_atoms"],
         settings=context["settings"],
         notes=list(context["notes"]),
+        energy_scale=energy_scale(calculator.identity()),
     )
+    if mixes_scales(calculator.identity(), {el.symbol for el in Composition(host["formula"]).elements}):
+        doc.notes.append(
+            f"{doc.energy_scale['calculator']} energies carry no MP2020-style correction: its oxides (with U) and "
+            "metals (without) are on different scales, so limits bounded by a TM metal mix the two"
+        )
     ion_rec = _parse(ion_record)
     records: dict[str, CalculationRecord | None] = {}
     for meta, raw in zip(context["pristine"], pristine_records, strict=True):
