@@ -255,12 +255,25 @@ def render_defects(doc: dict, where: str) -> str:
         state = "stable" if region["stable"] else f"{region['above_competing']:.3f} eV/f.u. above its competing phases"
         lines.append(f"    x={region['x']:.3f} ({state}): {limits}")
     limit = doc.get("chemical_potential_limit")
-    lines.append(f"  {'defect':<58} {'x':>6} {'status':<8} {'E (eV)':>8}" + (f"  at {limit}" if limit else ""))
+    classes = doc.get("classes", [])
+    t_op = next((c["operating_temperature"] for c in classes if c.get("operating_temperature")), None)
+    header = f"  {'defect':<58} {'x':>6} {'status':<8} {'E (eV)':>8} {'c/f.u.':>8}"
+    lines.append(header + (f"  E at {limit}" if limit else "") + (f", c at {t_op:g} K" if t_op else ""))
     for row in doc.get("defects", []):
         energy = "" if row.get("energy") is None else f"{row['energy']:+.3f}"
-        lines.append(f"  {row['label'][:58]:<58} {row['x']:6.3f} {row.get('status') or '-':<8} {energy:>8}")
-    for cls in doc.get("classes", []):
+        share = "" if row.get("concentration_operating") is None else f"{row['concentration_operating']:.1e}"
+        flag = "" if row.get("counted", True) else f"  not counted: {row.get('geometry')}"
+        lines.append(
+            f"  {row['label'][:58]:<58} {row['x']:6.3f} {row.get('status') or '-':<8} {energy:>8} {share:>8}{flag}"
+        )
+    for cls in classes:
         text = f"  {cls['kind']}: {cls['classification']}"
+        shares = [c for _, c in cls.get("concentrations", [])]
+        if shares:
+            text += f" ({min(shares):.1e}-{max(shares):.1e} per f.u. across x at {cls['operating_temperature']:g} K"
+            quenched = cls.get("quenched_concentration")
+            text += "" if quenched is None else f"; {quenched:.1e} quenched from {cls['synthesis_temperature']:g} K"
+            text += ")"
         if cls.get("onset_x") is not None:
             text += f", forms below x = {cls['onset_x']:.3f} ({cls['onset_site']})"
         lines.append(text)

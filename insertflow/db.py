@@ -164,7 +164,7 @@ def orderings(
 def defects(
     name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
 ) -> pd.DataFrame:
-    """Every defect of a defect study: kind, x, site, energy, and the kind's static/coupled class."""
+    """Every defect of a defect study: kind, x, site, energy, concentrations, geometry and its kind's class."""
     doc = study(name, store, kind="defects")
     classes = {c["kind"]: c["classification"] for c in doc.get("classes", [])}
     frame = pd.DataFrame(doc.get("defects", []))

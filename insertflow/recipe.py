@@ -63,12 +63,17 @@ class DefectsSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kinds: list[str] = Field(["V_TM", "migration"], description="V_TM, TM_Li, Li_TM, F_O, migration")
+    kinds: list[str] = Field(
+        ["V_TM", "migration", "exchange"], description="V_TM, TM_Li, Li_TM, F_O, migration, exchange"
+    )
     x: list[float] | None = Field(None, description="x of the pristine hosts; default every x the supercell allows")
     supercell: list | None = Field(None, description="Of the host cell; default the smallest diagonal one")
     min_image_distance: float = Field(4.5, gt=0, description="A between a defect and its periodic images")
     active_sites: list[str] | None = Field(None, description="Working-ion sublattices that empty on charge")
-    orderings_per_x: int = Field(1, ge=1, description="Lowest-Ewald pristine orderings per x")
+    orderings_per_x: int = Field(
+        2, ge=1, description="Lowest-Ewald pristine orderings per x; the lowest relaxed one is the reference"
+    )
+    defect_hosts_per_x: int = Field(1, ge=1, description="Of those orderings, the lowest-Ewald ones with defects")
     tetrahedral: bool = Field(False, description="Also migrate TMs into empty tetrahedral sites")
     rattle: float = Field(0.05, ge=0, description="A of seeded random displacement breaking symmetry")
     rattle_seed: int = Field(
@@ -81,7 +86,8 @@ class DefectsSpec(BaseModel):
     competing_phases: dict[str, str] = Field(
         default_factory=dict, description="Extra competing phases: label -> structure file relative to the recipe"
     )
-    threshold: float = Field(0.0, description="eV: coupled when the energy crosses this across x")
+    synthesis_temperature: float = Field(1000.0, gt=0, description="K: the as-made population is quenched from it")
+    operating_temperature: float = Field(300.0, gt=0, description="K: a coupled defect follows x at this T")
     discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
     max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")
 

@@ -83,6 +83,7 @@ def _electronic_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) 
             supercell=spec.supercell,
             min_image_distance=spec.min_image_distance,
             active_sites=spec.active_sites,
+            orderings_per_x=1,  # one host per x: each point is a DFT static
         )
     maker = ElectronicStructureMaker(
         calculator=calculator,
@@ -107,7 +108,8 @@ def _electronic_calculator(recipe: Recipe, host: Host):
 
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
     spec = recipe.defects or DefectsSpec()
-    maker_only = {"chemical_potentials", "threshold", "discharge_orderings", "limit", "competing_phases"}
+    maker_only = {"chemical_potentials", "limit", "competing_phases", "discharge_orderings"}
+    maker_only |= {"synthesis_temperature", "operating_temperature"}
     settings = DefectSettings(**spec.model_dump(exclude=maker_only))
     maker = DefectStudyMaker(
         calculator=calculator,
@@ -115,7 +117,8 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
         chemical_potentials=spec.chemical_potentials,
         limit=spec.limit,
         extra_phases={label: read_structure(path, recipe.folder) for label, path in spec.competing_phases.items()},
-        threshold=spec.threshold,
+        synthesis_temperature=spec.synthesis_temperature,
+        operating_temperature=spec.operating_temperature,
         discharge_orderings=spec.discharge_orderings,
         guard=guard,
         study=recipe.name,

@@ -184,7 +184,7 @@ class DefectResult(BaseModel):
     """One defect (or migration pair) in one pristine ordering at one x."""
 
     label: str
-    kind: str = Field(description="V_TM, TM_Li, Li_TM, F_O or migration")
+    kind: str = Field(description="V_TM, TM_Li, Li_TM, F_O, migration (TM into an empty site) or exchange (Li/TM)")
     x: float
     host_label: str = Field(description="The pristine ordering it was made from")
     site: str = Field(description="What changed, e.g. 'Co(b) -> empty Li 3a site (2.85 A)'")
@@ -203,18 +203,44 @@ class DefectResult(BaseModel):
     energies_at_limits: dict[str, float] = Field(
         default_factory=dict, description="Defect energy (eV) at each limit of the host's stability region at x"
     )
+    reference_label: str | None = Field(
+        None, description="The pristine ordering energy is measured from: the lowest verified one at this x"
+    )
+    multiplicity: float = Field(1.0, description="Equivalent configurations per framework formula unit")
+    concentration_operating: float | None = Field(
+        None, description="Per formula unit at the operating temperature, m / (1 + exp(E/kT))"
+    )
+    concentration_synthesis: float | None = Field(None, description="Per formula unit at the synthesis temperature")
+    geometry: str | None = Field(
+        None, description="What the relaxed cell became: 'kept', the sites that changed, or where the moved TM ended"
+    )
+    counted: bool = Field(
+        True, description="False: the relaxed cell is not the defect it was built as; left out of classification"
+    )
 
 
 class DefectClassDoc(BaseModel):
-    """Static or coupled, with the energies that decide it."""
+    """How a defect kind behaves across x, judged from its concentrations at synthesis and operating T."""
 
     kind: str
-    classification: Literal["static", "coupled"]
+    classification: Literal["coupled", "static", "negligible", "host unstable"]
     energies: list[tuple[float, float]] = Field(description="(x, lowest energy in eV) per x")
-    sites: list[tuple[float, str]] = Field(description="(x, lowest site variant) per x")
-    onset_x: float | None = Field(None, description="Coupled: highest x at which it forms (energy below threshold)")
+    sites: list[tuple[float, str]] = Field(description="(x, variant with the largest concentration) per x")
+    concentrations: list[tuple[float, float]] = Field(
+        default_factory=list, description="(x, defects per formula unit at the operating temperature) per x"
+    )
+    quenched_concentration: float | None = Field(
+        None, description="Per formula unit at the synthesis temperature in the as-made (highest-x) host"
+    )
+    span_decades: float = Field(0.0, description="log10 of the largest over the smallest concentration across x")
+    synthesis_temperature: float | None = None
+    operating_temperature: float | None = None
+    onset_x: float | None = Field(
+        None, description="Coupled: highest x at which it is within 2 decades of its largest concentration"
+    )
     onset_site: str | None = None
     lowest_x_site: str | None = None
+    favourable_x: list[float] = Field(default_factory=list, description="x at which its lowest energy is below 0")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -254,7 +280,10 @@ class DefectStudyDoc(StudyRecords):
     energy_scale: dict = Field(
         default_factory=dict, description="Scale of the calculator's energies and what was done about it"
     )
-    pristine: list[dict] = Field(default_factory=list, description="Pristine orderings: label, x, status, energy")
+    pristine: list[dict] = Field(
+        default_factory=list,
+        description="Pristine orderings: label, x, status, energy, geometry, and whether it is the reference at x",
+    )
     pristine_steps: list[StepDoc] = Field(default_factory=list)
     defects: list[DefectResult] = Field(default_factory=list)
     classes: list[DefectClassDoc] = Field(default_factory=list)

@@ -51,7 +51,9 @@ def test_orderings_defects_hysteresis_and_structures(filled):
     assert orderings["x"].between(0.25, 0.75).all() and len(orderings) > 0
     assert {"e_above_hull", "ewald_rank", "screen_rank", "on_hull"} <= set(orderings.columns)
     defects = insertflow.defects("licoo2-defects-mock", store=filled)
-    assert set(defects["classification"]) == {"static"}
+    classes = dict(zip(defects["kind"], defects["classification"], strict=True))
+    assert classes["V_TM"] == "negligible" and classes["migration"] == "negligible"  # ~4 eV and 0.5 eV in the mock
+    assert {"concentration_operating", "multiplicity", "geometry", "counted"} <= set(defects.columns)
     assert (defects.query("kind == 'V_TM'")["energy"] > 0).all()
     loop = insertflow.hysteresis("licoo2-defects-mock", store=filled)
     assert isinstance(loop, pd.DataFrame) and (loop["dv"] == 0).all()

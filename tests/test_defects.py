@@ -1,13 +1,15 @@
 """Defect generators, energies, classification and hysteresis (hand-made numbers and the mock)."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from insertflow.analysis.defects import classify, defect_energy, ion_chemical_potential
+from insertflow.analysis.concentrations import BOLTZMANN, concentration, decades, total_concentration
+from insertflow.analysis.defects import DefectPoint, classify, defect_energy, ion_chemical_potential
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import FARADAY_MAH_PER_MOL, voltage_profile
 from insertflow.errors import RecipeError
@@ -25,7 +27,7 @@ from insertflow.sampling.defects import (
 )
 from insertflow.store import StoreConfig, open_store
 
-ALL = ["V_TM", "TM_Li", "Li_TM", "F_O", "migration"]
+ALL = ["V_TM", "TM_Li", "Li_TM", "F_O", "migration", "exchange"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,8 @@ def defects_of(host, **settings):
     matrix = choose_supercell(host, chosen)
     made = {}
     for ordering in pristine_orderings(host, matrix, chosen):
-        made[round(ordering.x, 4)] = (ordering, generate_defects(host, matrix, ordering, chosen)[0])
+        if ordering.ewald_rank == 1:
+            made[round(ordering.x, 4)] = (ordering, generate_defects(host, matrix, ordering, chosen)[0])
     return matrix, made
 
 
@@ -47,7 +50,9 @@ def test_generated_defects_have_the_right_composition_distances_and_records(lico
     assert matrix == [[2, 0, 0], [0, 2, 0], [0, 0, 1]]
     for x, (ordering, candidates) in made.items():
         kinds = {c.kind for c in candidates}
-        assert kinds == (set(ALL) - {"TM_Li"} if x == 0.0 else set(ALL))  # no Li to replace in CoO2
+        # no Li to replace or exchange in CoO2; no empty site to move a Co into in LiCoO2
+        absent = {0.0: {"TM_Li", "exchange"}, 0.5: {"exchange"}, 1.0: {"migration"}}[x]
+        assert kinds == set(ALL) - absent
         for c in candidates:
             expected = ordering.structure.composition + Composition({k: v for k, v in c.change.items() if v > 0})
             expected -= Composition({k: -v for k, v in c.change.items() if v < 0})
@@ -61,10 +66,11 @@ def test_generated_defects_have_the_right_composition_distances_and_records(lico
 
 
 def test_migration_hops_into_the_empty_li_layer(licoo2):
-    _, made = defects_of(licoo2, kinds=["migration"], x=[0.0, 1.0], supercell=[2, 2, 1], rattle=0.0)
+    _, made = defects_of(licoo2, kinds=["migration", "exchange"], x=[0.0, 1.0], supercell=[2, 2, 1], rattle=0.0)
     (_, empty) = made[0.0]
     assert len(empty) == 1  # CoO2: one distinct Co, one distinct nearest empty octahedral site
     hop = empty[0]
+    assert hop.multiplicity == 6.0  # each Co has 3 empty octahedra above and 3 below, per formula unit
     assert hop.hop_distance == pytest.approx(2.85, abs=0.05)  # the Co -> Li-layer octahedron distance in CoO2
     assert hop.destination == "3a"
     assert hop.change == {}
@@ -72,7 +78,8 @@ def test_migration_hops_into_the_empty_li_layer(licoo2):
     co_z = sorted(s.frac_coords[2] % 1 for s in hop.structure if s.specie.symbol == "Co")
     assert any(abs(z - 0.0) < 0.01 or abs(z - 1.0) < 0.01 or abs(z - 1 / 3) < 0.01 for z in co_z)
     (_, full) = made[1.0]
-    assert [c.destination for c in full] == ["exchange"]  # no empty site: the antisite pair
+    assert [(c.kind, c.destination) for c in full] == [("exchange", "exchange")]  # no empty site: the pair
+    assert full[0].multiplicity == 6.0  # 6 Li octahedra share an edge with each Co octahedron
 
 
 def test_tetrahedral_sites_are_optional_and_face_sharing(licoo2):
@@ -137,19 +144,63 @@ def test_defect_energy_and_ion_chemical_potential_by_hand():
     assert ion_chemical_potential(profile, 1.0) == pytest.approx(-2.0 - 2.6)
 
 
-def test_classification_static_and_coupled():
-    migration = classify(
-        "migration", [(2.0, 0.45, "a"), (1.5, 0.67, "b"), (1.0, 0.68, "b"), (0.5, -0.43, "2c"), (0.5, 0.57, "4h")]
-    )
-    assert migration.classification == "coupled"
-    assert migration.onset_x == 0.5 and migration.onset_site == "2c"
-    assert migration.energies[0.5] == -0.43  # the lowest site at each x counts
-    control = classify("migration", [(1.0, 0.69, "a"), (0.5, 0.81, "b"), (0.25, 0.70, "c"), (0.0, 1.71, "d")])
-    assert control.classification == "static" and control.onset_x is None
-    always = classify("F_O", [(1.0, -0.5, "a"), (0.0, -0.4, "a")])
-    assert always.classification == "static"  # present at every x: it does not change with charge
-    wobbly = classify("V_TM", [(1.0, -0.1, "a"), (0.5, 0.2, "a"), (0.0, -0.3, "a")])
-    assert wobbly.classification == "coupled" and wobbly.notes
+def test_concentration_arithmetic():
+    kt = BOLTZMANN * 1000.0
+    assert concentration(0.0, 2.0, 1000.0) == pytest.approx(1.0)  # E = 0: half of the 2 sites taken
+    assert concentration(1.0, 3.0, 1000.0) == pytest.approx(3.0 * math.exp(-1.0 / kt), rel=1e-4)  # Boltzmann tail
+    assert concentration(-1.0, 3.0, 300.0) == pytest.approx(3.0, rel=1e-12)  # saturates: every site taken
+    assert concentration(80.0, 1.0, 300.0) == 0.0 or concentration(80.0, 1.0, 300.0) < 1e-300  # no overflow
+    assert total_concentration([(0.0, 2.0), (0.0, 4.0)], 500.0) == pytest.approx(3.0)
+    assert decades(1e-2, 1e-6) == pytest.approx(4.0) and decades(1e-3, 0.0) == math.inf
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        concentration(0.1, 1.0, 0.0)
+
+
+def _classes(points, **kwargs):
+    return classify(points[0][0], [DefectPoint(x, e, site, m) for _, x, e, site, m in points], **kwargs)
+
+
+#: Hand-made energies (eV) and multiplicities per f.u., each case far from every threshold.
+MIGRATION = [("migration", 0.0, -0.40, "oct", 6.0), ("migration", 0.5, -0.25, "oct", 2.0)]
+QUENCHED_V_TM = [("V_TM", 1.0, 0.30, "a", 1.0), ("V_TM", 0.5, 0.60, "a", 1.0), ("V_TM", 0.0, 0.90, "a", 1.0)]
+NEGLIGIBLE_V_TM = [("V_TM", 1.0, 1.50, "a", 1.0), ("V_TM", 0.0, 1.80, "a", 1.0)]
+UNSTABLE_F_O = [("F_O", 1.0, -0.50, "a", 2.0), ("F_O", 0.0, -0.40, "a", 2.0)]
+FOLLOWS_X = [("V_TM", 1.0, 1.40, "a", 1.0), ("V_TM", 0.5, 0.70, "a", 1.0), ("V_TM", 0.0, 0.15, "a", 1.0)]
+
+
+def test_classification_from_concentrations():
+    # a TM cannot take an empty site of the as-made host (x = 1 has none): zero there, saturated below
+    migration = _classes(MIGRATION, synthesis_x=1.0, absent_at=(1.0,))
+    assert migration.classification == "coupled" and migration.quenched == 0.0
+    assert migration.onset_x == 0.5 and migration.favourable_x == [0.0, 0.5]
+    assert migration.concentrations[0.0] == pytest.approx(6.0, rel=1e-6)
+    # 0.3 eV at synthesis: ~3 % quenched at 1000 K; at 300 K it would follow x, but never reaches that population
+    quenched = _classes(QUENCHED_V_TM, synthesis_x=1.0)
+    assert quenched.classification == "static"
+    assert quenched.quenched == pytest.approx(1 / (1 + math.exp(0.30 / (BOLTZMANN * 1000))))
+    assert quenched.span_decades > 9  # it changes by decades across x, and still is not coupled
+    assert _classes(NEGLIGIBLE_V_TM, synthesis_x=1.0).classification == "negligible"
+    unstable = _classes(UNSTABLE_F_O, synthesis_x=1.0)
+    assert unstable.classification == "host unstable" and "unstable" in unstable.notes[0]
+    # 1.4 eV at synthesis (1e-7 quenched) falling to 0.15 eV at x = 0: the vacancy population follows x
+    follows = _classes(FOLLOWS_X, synthesis_x=1.0)
+    assert follows.classification == "coupled" and follows.onset_x == 0.0
+    assert follows.concentrations[0.0] > 1e3 * follows.quenched
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_meV_of_noise_flips_a_class(seed):
+    rng = np.random.default_rng(seed)
+    for case, absent in (
+        (MIGRATION, (1.0,)),
+        (QUENCHED_V_TM, ()),
+        (NEGLIGIBLE_V_TM, ()),
+        (UNSTABLE_F_O, ()),
+        (FOLLOWS_X, ()),
+    ):
+        noisy = [(k, x, e + rng.normal(0, 0.005), site, m) for k, x, e, site, m in case]
+        clean = _classes(case, synthesis_x=1.0, absent_at=absent)
+        assert _classes(noisy, synthesis_x=1.0, absent_at=absent).classification == clean.classification
 
 
 def _profile(energies, ion=-2.0):
@@ -195,11 +246,26 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     assert doc["kind"] == "defects" and doc["supercell_atoms"] == 48
     assert {d["kind"] for d in doc["defects"]} == set(ALL)
     assert all(d["status"] == "ok" and d["energy"] is not None for d in doc["defects"])
-    migration = {c["kind"]: c for c in doc["classes"]}["migration"]
-    assert migration["classification"] == "static"
-    # by design: the moved Co sheds one TM-TM edge (-0.5 eV each) at every x; the Li-Li term adds
-    # rattle noise of a few meV, so the verdict sits 0.5 eV from the threshold
-    assert [e for _, e in migration["energies"]] == pytest.approx([0.5, 0.5, 0.5], abs=0.02)
+    classes = {c["kind"]: c for c in doc["classes"]}
+    migration = classes["migration"]
+    # by design: the moved Co sheds one TM-TM edge (+0.5 eV) at every x. At x = 0.5 the defects are made
+    # in the lowest-Ewald ordering (#1), but the reference is the lowest relaxed one (#2): dE_mig includes
+    # the difference. The Li-Li term adds only rattle noise of a few meV.
+    pristine = {p["label"]: p for p in doc["pristine"]}
+    reference = {p["x"]: p for p in doc["pristine"] if p["reference"]}
+    assert reference[0.5]["label"] == "pristine x=0.500 #2"
+    ordering_gap = pristine["pristine x=0.500 #1"]["energy"] - reference[0.5]["energy"]
+    assert ordering_gap > 0.05  # the Ewald ranking and the energy disagree here: the test means something
+    assert dict(migration["energies"]) == pytest.approx({0.0: 0.5, 0.5: 0.5 + ordering_gap}, abs=0.02)
+    # 6 empty octahedra per Co at 0.5 eV: 6 exp(-0.5 eV / kT) = 2e-8 per f.u. at 300 K, under 1e-6 at every x
+    assert migration["classification"] == "negligible"
+    assert max(c for _, c in migration["concentrations"]) == pytest.approx(6 / (1 + math.exp(0.5 / 0.025852)), rel=0.6)
+    assert all("stayed (octahedral" in d["geometry"] for d in doc["defects"] if d["kind"] == "migration")
+    # the Li/Co exchange exists only in the full host: 6 pairs per f.u. at ~0.5 eV, ~2 % quenched at 1000 K
+    exchange = classes["exchange"]
+    (e_exchange,) = [e for _, e in exchange["energies"]]
+    assert exchange["quenched_concentration"] == pytest.approx(6 / (1 + math.exp(e_exchange / (BOLTZMANN * 1000))))
+    assert exchange["classification"] == "static" and exchange["quenched_concentration"] > 1e-3
     assert doc["hysteresis"]["coupled"] is False
     assert doc["hysteresis"]["average_hysteresis"] == 0.0  # zero, not a small negative number
     v_tm = [d for d in doc["defects"] if d["kind"] == "V_TM"]
@@ -208,7 +274,7 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     # recipe, the host at x fixes mu_Co = [E(host) - n_Li mu_Li(x) - n_O mu_O] / n_Co (not the Co metal)
     mu = doc["chemical_potentials"]
     for d in v_tm:
-        host = next(p for p in doc["pristine"] if p["label"] == f"pristine {d['host_label']}")
+        host = next(p for p in doc["pristine"] if p["x"] == d["x"] and p["reference"])
         n_li, n_co = 12 * d["x"], 12
         tag = f"(x={d['x']:.3f})"
         mu_co = (host["energy"] - n_li * mu[f"Li{tag}"] - 24 * mu[f"O{tag}"]) / n_co
@@ -235,16 +301,26 @@ def test_mock_coupled_migration_builds_the_discharge_branch():
 
     recipe = mock_defects(
         calculator={"name": "mock", "settings": COUPLED},
-        defects={"kinds": ["migration"], "x": [1.0, 0.5, 0.0], "supercell": [2, 2, 1]},
+        defects={
+            "kinds": ["migration", "exchange"],
+            "x": [1.0, 0.5, 0.0],
+            "supercell": [2, 2, 1],
+            "orderings_per_x": 1,  # one host per x keeps the hand calculation below short
+        },
     )
     doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
-    migration = next(c for c in doc["classes"] if c["kind"] == "migration")
-    assert migration["classification"] == "coupled"
+    classes = {c["kind"]: c for c in doc["classes"]}
+    migration = classes["migration"]
+    # absent from the as-made host (no empty site), saturated where Li has left: it follows x
+    assert migration["classification"] == "coupled" and migration["quenched_concentration"] == 0.0
     assert migration["onset_x"] == 0.5
     # by counting edges: -0.8 eV for the TM-TM edge the moved Co leaves (x = 0, and the Co(f) hop at
-    # x = 0.5, whose new layer has as many Li next to it as its old one); the x = 1 exchange adds two
-    # TM-Li edges: -0.8 + 2 x 1.0 = +1.2 eV. The Li-Li term adds only rattle noise (meV).
-    assert dict(migration["energies"]) == pytest.approx({0.0: -0.8, 0.5: -0.8, 1.0: 1.2}, abs=0.02)
+    # x = 0.5, whose new layer has as many Li next to it as its old one). The Li-Li term adds only
+    # rattle noise (meV).
+    assert dict(migration["energies"]) == pytest.approx({0.0: -0.8, 0.5: -0.8}, abs=0.02)
+    # the x = 1 exchange is another reaction, another kind: two more TM-Li edges, -0.8 + 2 x 1.0 = +1.2 eV
+    assert dict(classes["exchange"]["energies"]) == pytest.approx({1.0: 1.2}, abs=0.02)
+    assert classes["exchange"]["classification"] == "static"  # 6 exp(-1.2 eV / kT) = 5e-6 per f.u. at 1000 K
     loop = doc["hysteresis"]
     assert loop["coupled"] and loop["migrated_label"].startswith("migration Co")
     discharge = [c for c in doc["calculations"] if c["label"].startswith("discharge")]
@@ -325,12 +401,12 @@ def test_cli_shows_and_plots_a_defect_study(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(path)])
     assert result.exit_code == 0, result.output
-    # 1 Li metal + 9 competing phases (Co, O2, F2, Li2O, Li2O2, LiF, CoO, Co3O4, CoF2) + 3 pristine + 18 defects
-    assert "[calculations 31/31]" in result.output
-    assert "migration: static" in result.output
+    # 1 Li metal + 9 competing phases (Co, O2, F2, Li2O, Li2O2, LiF, CoO, Co3O4, CoF2) + 4 pristine + 18 defects
+    assert "[calculations 32/32]" in result.output
+    assert "migration: negligible (" in result.output and "quenched from 1000 K" in result.output
     assert "Hysteresis: 0 V (no coupled defect forms" in result.output
     shown = runner.invoke(app, ["show", str(path)])
-    assert "Calculations: 0 new" not in shown.output and "31 new" in shown.output
+    assert "Calculations: 0 new" not in shown.output and "32 new" in shown.output
     plotted = runner.invoke(app, ["plot", str(path), "--out", str(tmp_path / "figs")])
     assert plotted.exit_code == 0, plotted.output
     assert (tmp_path / "figs" / "licoo2-defects-mock_hysteresis.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""Defect energies across x and the static/coupled classification: pure functions.
+"""Defect energies across x and their classification from concentrations: pure functions.
 
 Neutral defect energy at fixed x (same supercell, same calculator):
 
@@ -7,9 +7,11 @@ Neutral defect energy at fixed x (same supercell, same calculator):
 with dn_i the atoms of species i added (+) or removed (-). The working ion's chemical
 potential follows the electrode's own hull, mu_ion(x) = E_ion(metal) - z e V(x), V(x) being
 the pristine voltage step at x (the mean of the two steps when x is a hull vertex). Other
-species use explicit recipe values or their computed elemental metals.
+species come from the host's stability region (``insertflow.analysis.chemical_potentials``).
 
-For the migration pair the composition does not change: dE_mig(x) = E(migrated) - E(pristine).
+For the migration and exchange pairs the composition does not change:
+dE(x) = E(moved) - E(pristine). Classification goes through concentrations
+(``insertflow.analysis.concentrations``), never through the sign of one 0 K energy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from insertflow.analysis.concentrations import (
+    DEFAULT_OPERATING_TEMPERATURE,
+    DEFAULT_SYNTHESIS_TEMPERATURE,
+    concentration,
+    decades,
+    total_concentration,
+)
 from insertflow.analysis.profile import VoltageProfile
 
 
@@ -39,56 +48,114 @@ def ion_chemical_potential(profile: VoltageProfile, x: float) -> float:
     return profile.ion_energy_per_atom - charge * sum(voltages) / len(voltages)
 
 
+#: A defect follows the state of charge when its operating-temperature concentration changes by at
+#: least this many decades across x (and exceeds its quenched population somewhere).
+COUPLED_DECADES = 2.0
+#: Below this many defects per formula unit (one in a million) at both temperatures, a defect is negligible.
+NEGLIGIBLE = 1e-6
+CLASSES = ("coupled", "static", "negligible", "host unstable")
+
+
+@dataclass(frozen=True)
+class DefectPoint:
+    """One site variant of a defect kind at one x."""
+
+    x: float
+    energy: float  # eV, at the study's chemical-potential limit (migration, exchange: the energy change)
+    site: str
+    multiplicity: float = 1.0  # equivalent configurations per formula unit
+
+
 @dataclass
 class DefectClass:
-    """How one defect type behaves across x."""
+    """How one defect kind behaves across x, judged from its concentrations."""
 
     kind: str
     energies: dict[float, float]  # x -> lowest energy of this kind at x (eV)
-    sites: dict[float, str]  # x -> which site variant is lowest
-    classification: str  # "static" or "coupled"
-    onset_x: float | None = None  # coupled: the highest x at which the energy is below the threshold
-    onset_site: str | None = None  # ... and the site variant that gets there
-    lowest_x_site: str | None = None  # the lowest-energy variant at the lowest x
+    sites: dict[float, str]  # x -> the variant with the largest concentration at operating T
+    concentrations: dict[float, float]  # x -> defects per formula unit at operating T (all variants)
+    quenched: float | None  # per formula unit at the synthesis T and x (None: not computed there)
+    classification: str  # one of CLASSES
+    span_decades: float = 0.0  # log10 of the largest over the smallest operating-T concentration across x
+    onset_x: float | None = None  # coupled: the highest x at which it is within COUPLED_DECADES of its maximum
+    onset_site: str | None = None
+    lowest_x_site: str | None = None
+    favourable_x: list[float] = field(default_factory=list)  # x at which its lowest energy is below zero
     notes: list[str] = field(default_factory=list)
 
 
-def classify(kind: str, points: list[tuple[float, float, str]], threshold: float = 0.0) -> DefectClass:
-    """Static or coupled from (x, energy, site) points of one defect type.
+def classify(
+    kind: str,
+    points: list[DefectPoint],
+    synthesis_x: float,
+    synthesis_temperature: float = DEFAULT_SYNTHESIS_TEMPERATURE,
+    operating_temperature: float = DEFAULT_OPERATING_TEMPERATURE,
+    absent_at: tuple[float, ...] = (),
+) -> DefectClass:
+    """Coupled, static, negligible or host unstable, from the concentrations the energies imply.
 
-    The lowest energy per x counts. Coupled: the energy lies below ``threshold`` (eV) at
-    some x and above it at another, i.e. whether the defect forms depends on the state of
-    charge. For the migration pair with threshold 0 that is "migration becomes favourable
-    below x = onset_x". A defect below the threshold at every x is always present: static.
+    ``absent_at``: x at which the kind cannot exist (a TM cannot move into an empty site of a
+    host that has none): its concentration there is zero. The quenched population is the
+    concentration at ``synthesis_x`` (the as-made host) and ``synthesis_temperature``.
+
+    - host unstable: the energy is below zero at every x at which the kind exists;
+    - coupled: the operating-temperature concentration changes by ``COUPLED_DECADES`` or more
+      across x, is not negligible and exceeds the quenched population: it follows the state of charge;
+    - negligible: below ``NEGLIGIBLE`` per formula unit at both temperatures, at every x;
+    - static: otherwise; its population is what synthesis left.
     """
-    best: dict[float, tuple[float, str]] = {}
-    for x, energy, site in points:
-        if x not in best or energy < best[x][0]:
-            best[x] = (energy, site)
-    xs = sorted(best)
-    energies = {x: best[x][0] for x in xs}
-    sites = {x: best[x][1] for x in xs}
-    below = [x for x in xs if energies[x] < threshold]
-    above = [x for x in xs if energies[x] >= threshold]
+    by_x: dict[float, list[DefectPoint]] = defaultdict(list)
+    for point in points:
+        by_x[point.x].append(point)
+    xs = sorted(by_x)
+    energies = {x: min(p.energy for p in by_x[x]) for x in xs}
+    concentrations = {
+        x: total_concentration([(p.energy, p.multiplicity) for p in by_x[x]], operating_temperature) for x in xs
+    }
+    sites = {
+        x: max(by_x[x], key=lambda p: concentration(p.energy, p.multiplicity, operating_temperature)).site for x in xs
+    }
+    if synthesis_x in by_x:
+        quenched = total_concentration([(p.energy, p.multiplicity) for p in by_x[synthesis_x]], synthesis_temperature)
+    else:
+        quenched = 0.0 if synthesis_x in absent_at else None
+    everywhere = {**concentrations, **{x: 0.0 for x in absent_at if x not in concentrations}}
     result = DefectClass(
         kind=kind,
         energies=energies,
         sites=sites,
-        classification="coupled" if below and above else "static",
+        concentrations=concentrations,
+        quenched=quenched,
+        classification="static",
         lowest_x_site=sites[xs[0]] if xs else None,
+        favourable_x=[x for x in xs if energies[x] < 0],
     )
-    if below and above:
-        result.onset_x = max(below)
+    if not xs:
+        return result
+    highest = max(everywhere.values())
+    result.span_decades = decades(highest, min(everywhere.values()))
+    if all(energies[x] < 0 for x in xs) and not absent_at:
+        result.classification = "host unstable"
+        result.notes.append(
+            f"below zero at every computed x (highest {max(energies.values()):+.3f} eV): the host is unstable to it"
+        )
+    elif result.span_decades >= COUPLED_DECADES and highest >= NEGLIGIBLE and highest > (quenched or 0.0):
+        result.classification = "coupled"
+        near_top = [x for x in xs if decades(highest, concentrations[x]) < COUPLED_DECADES]
+        result.onset_x = max(near_top)
         result.onset_site = sites[result.onset_x]
-        if any(x > min(above) for x in below):
-            result.notes.append("not monotonic in x: favourable at " + ", ".join(f"{x:.3f}" for x in below))
+    elif highest < NEGLIGIBLE and (quenched or 0.0) < NEGLIGIBLE:
+        result.classification = "negligible"
+    unfavourable = [x for x in xs if x not in result.favourable_x]
+    if unfavourable and any(x > min(unfavourable) for x in result.favourable_x):
+        result.notes.append("not monotonic in x: favourable at " + ", ".join(f"{x:.3f}" for x in result.favourable_x))
     return result
 
 
-def group_points(rows: list[dict]) -> dict[str, list[tuple[float, float, str]]]:
-    """(x, energy, site) points per defect kind from rows with kind/x/energy/site keys."""
-    grouped: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+def group_points(rows: list[dict]) -> dict[str, list[DefectPoint]]:
+    """Points per defect kind from rows with kind/x/energy/site(/multiplicity) keys; rows without energy skipped."""
+    grouped: dict[str, list[DefectPoint]] = defaultdict(list)
     for row in rows:
         if row.get("energy") is not None:
-            grouped[row["kind"]].append((row["x"], row["energy"], row["site"]))
+            grouped[row["kind"]].append(DefectPoint(row["x"], row["energy"], row["site"], row.get("multiplicity", 1.0)))
     return dict(grouped)

@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 from jobflow import Flow, Maker, OnMissing, Response, job
 from pymatgen.core import Composition, Structure
 
 from insertflow import progress
 from insertflow.analysis.chemical_potentials import StabilityRegion, impurity_potential, stability_region
+from insertflow.analysis.concentrations import (
+    DEFAULT_OPERATING_TEMPERATURE,
+    DEFAULT_SYNTHESIS_TEMPERATURE,
+    concentration,
+)
 from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
 from insertflow.analysis.energy_scale import energy_scale, mixes_scales
+from insertflow.analysis.geometry import (
+    ANIONS,
+    classify_moved_tm,
+    describe_changes,
+    parent_sites,
+    same_atom_order,
+    site_changes,
+)
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
@@ -63,7 +77,8 @@ class DefectStudyMaker(Maker):
     chemical_potentials: dict[str, float] = field(default_factory=dict)  # eV/atom, held fixed in the region
     limit: str | None = None  # limit of the stability region energies use; None: "<anion>-rich" (e.g. O-rich)
     extra_phases: dict[str, Structure] = field(default_factory=dict)  # competing phases beyond the built-in ones
-    threshold: float = 0.0  # eV: a defect is coupled when its energy crosses this across x
+    synthesis_temperature: float = DEFAULT_SYNTHESIS_TEMPERATURE  # K: the as-made population is quenched from it
+    operating_temperature: float = DEFAULT_OPERATING_TEMPERATURE  # K: coupled defects follow x at this T
     discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
@@ -77,6 +92,8 @@ class DefectStudyMaker(Maker):
         pristine = pristine_orderings(host, matrix, self.settings)
         candidates, notes = [], []
         for ordering in pristine:
+            if ordering.ewald_rank > self.settings.defect_hosts_per_x:
+                continue  # a reference only: the lowest relaxed ordering at x is what energies are measured from
             made, skipped = generate_defects(host, matrix, ordering, self.settings)
             candidates += made
             notes += skipped
@@ -131,10 +148,8 @@ class DefectStudyMaker(Maker):
             label: relax(f"competing {label}", structure, task_for(label))
             for label, structure in self.phases_needed(host, candidates).items()
         }
-        pristine_jobs = [
-            relax(f"pristine {o.label}", rattled(o.structure, self.settings.rattle, self.settings.rattle_seed))
-            for o in pristine
-        ]
+        pristine_inputs = [rattled(o.structure, self.settings.rattle, self.settings.rattle_seed) for o in pristine]
+        pristine_jobs = [relax(f"pristine {o.label}", s) for o, s in zip(pristine, pristine_inputs, strict=True)]
         defect_jobs = [relax(c.label, c.structure) for c in candidates]
         full = host.structure.copy()
         full.make_supercell(matrix)
@@ -146,10 +161,14 @@ class DefectStudyMaker(Maker):
             "settings": {k: v for k, v in asdict(self.settings).items() if not k.startswith("@")},
             "chemical_potentials": dict(self.chemical_potentials),
             "limit": self.chosen_limit(host),
-            "threshold": self.threshold,
+            "synthesis_temperature": self.synthesis_temperature,
+            "operating_temperature": self.operating_temperature,
             "discharge_orderings": self.discharge_orderings,
             "notes": notes,
-            "pristine": [{"label": f"pristine {o.label}", "x": o.x, "ordering": o.label} for o in pristine],
+            "pristine": [
+                {"label": f"pristine {o.label}", "x": o.x, "ordering": o.label, "structure": s.as_dict()}
+                for o, s in zip(pristine, pristine_inputs, strict=True)
+            ],
             "candidates": [_candidate_meta(c) for c in candidates],
             "full_supercell": full.as_dict(),
         }
@@ -170,11 +189,10 @@ class DefectStudyMaker(Maker):
 
 
 def _candidate_meta(candidate: DefectCandidate) -> dict:
-    meta = {k: getattr(candidate, k) for k in ("kind", "label", "x", "host_label", "change", "site", "hop_distance")}
-    meta["destination"] = candidate.destination
+    fields = ("kind", "label", "x", "host_label", "change", "site", "hop_distance", "destination", "multiplicity")
+    meta = {k: getattr(candidate, k) for k in (*fields, "moved_index", "origin", "target")}
     meta["n_atoms"] = len(candidate.structure)
-    if candidate.kind == "migration":
-        meta["structure"] = candidate.structure.as_dict()  # the discharge branch re-lithiates it
+    meta["structure"] = candidate.structure.as_dict()  # what went in: the relaxed cell is checked against it
     return meta
 
 
@@ -223,31 +241,27 @@ def analyse_defects(
     doc.calculations = [r for r in everything.values() if r is not None]
 
     ok = {label: r for label, r in records.items() if r is not None and r.status == "ok"}
-    pristine_ok = [(m, ok[m["label"]]) for m in context["pristine"] if m["label"] in ok]
-    doc.pristine = [
-        {
-            "label": m["label"],
-            "x": m["x"],
-            "status": None if records[m["label"]] is None else records[m["label"]].status,
-            "energy": ok[m["label"]].entry.energy if m["label"] in ok else None,
-        }
-        for m in context["pristine"]
-    ]
+    full = as_structure(context["full_supercell"])
+    cations = {el.symbol for el in full.composition.elements} - set(ANIONS)
+    verified, reference_of = _verified_pristine(context, records, ok, full, cations, doc)
     charge = None
     if ion_rec is None or ion_rec.status != "ok":
         doc.missing.append(f"working-ion reference ({ion}): no usable result; no chemical potential or voltages")
-    elif len({round(m["x"], 6) for m, _ in pristine_ok}) >= 2:
+    elif len({round(m["x"], 6) for m, _ in verified}) >= 2:
         charge = voltage_profile(
-            [(m["label"], r.computed_entry()) for m, r in pristine_ok], ion_rec.computed_entry(), ion, framework
+            [(m["label"], r.computed_entry()) for m, r in verified], ion_rec.computed_entry(), ion, framework
         )
         doc.pristine_steps = [StepDoc(**asdict(s)) for s in charge.steps]
     else:
-        doc.missing.append("fewer than two pristine compositions relaxed: no voltages, no hysteresis")
+        doc.missing.append(
+            "fewer than two pristine compositions relaxed and kept their map: no voltages, no hysteresis"
+        )
 
     phases = _competing_energies(references, ion_rec, ion, doc)
-    regions = _stability_regions(context, pristine_ok, phases, charge, ion, doc)
-    rows = _defect_rows(context, records, ok, pristine_ok, regions, phases, doc)
-    classes = _classify_all(rows, context["threshold"], doc)
+    regions = _stability_regions(context, verified, phases, charge, ion, doc)
+    rows = _defect_rows(context, records, ok, reference_of, regions, phases, doc)
+    _check_defect_geometry(rows, context, ok, full, cations)
+    classes = _classify_all(rows, context, doc)
     doc.f_o_reduction = _f_o_reduction(rows, ok, context)
 
     migrated = _coupled_migration(rows, classes, doc)
@@ -271,8 +285,8 @@ def analyse_defects(
         None if migrated is None else migrated.model_dump(),
         None if migrated is None else ok[migrated.label].model_dump(),
         ion_record,
-        [m for m, _ in pristine_ok],
-        [r.model_dump() for _, r in pristine_ok],
+        [m for m, _ in verified],
+        [r.model_dump() for _, r in verified],
         context["study"],
     )
     final.name = f"defect study {host['formula']}"
@@ -281,9 +295,41 @@ def analyse_defects(
     return Response(replace=Flow([*discharge_jobs, final], output=final.output))
 
 
-def _defect_rows(context, records, ok, pristine_ok, regions, phases, doc) -> list[DefectResult]:
-    """One result per candidate, with energies at every limit where its relaxation and its pristine host finished."""
-    pristine_energy = {m["ordering"]: r.entry.energy for m, r in pristine_ok}
+def _verified_pristine(context, records, ok, full, cations, doc) -> tuple[list, dict]:
+    """Pristine orderings that relaxed and kept their map, and the reference (the lowest of them) at each x."""
+    geometry = {m["label"]: _pristine_geometry(m, ok.get(m["label"]), full, cations) for m in context["pristine"]}
+    verified = [(m, ok[m["label"]]) for m in context["pristine"] if geometry[m["label"]] == "kept"]
+    for m in context["pristine"]:
+        if m["label"] in ok and geometry[m["label"]] != "kept":
+            doc.notes.append(
+                f"{m['label']} changed during relaxation ({geometry[m['label']]}): not used as a reference"
+            )
+    reference_of = _references(verified)
+    doc.pristine = [
+        {
+            "label": m["label"],
+            "x": m["x"],
+            "status": None if records[m["label"]] is None else records[m["label"]].status,
+            "energy": ok[m["label"]].entry.energy if m["label"] in ok else None,
+            "geometry": geometry[m["label"]],
+            "reference": m["x"] in reference_of and reference_of[m["x"]][0]["label"] == m["label"],
+        }
+        for m in context["pristine"]
+    ]
+    return verified, reference_of
+
+
+def _references(verified: list) -> dict[float, tuple[dict, CalculationRecord]]:
+    """The pristine reference at each x: the lowest-energy relaxed ordering that kept its map."""
+    best: dict[float, tuple[dict, CalculationRecord]] = {}
+    for meta, record in verified:
+        if meta["x"] not in best or record.entry.energy < best[meta["x"]][1].entry.energy:
+            best[meta["x"]] = (meta, record)
+    return best
+
+
+def _defect_rows(context, records, ok, reference_of, regions, phases, doc) -> list[DefectResult]:
+    """One result per candidate, with energies at every limit where it and the reference at its x finished."""
     limit = context["limit"]
     rows = []
     for meta in context["candidates"]:
@@ -292,27 +338,68 @@ def _defect_rows(context, records, ok, pristine_ok, regions, phases, doc) -> lis
         if record is not None:
             row.status, row.reason = record.status, record.reason
             row.content_key, row.reused = record.content_key, record.reused
-        base = pristine_energy.get(meta["host_label"])
-        if meta["label"] in ok and base is not None:
-            e_defect = ok[meta["label"]].entry.energy
+        reference = reference_of.get(meta["x"])
+        if meta["label"] in ok and reference is not None:
+            ref_meta, ref_record = reference
+            row.reference_label = ref_meta["label"]
+            e_defect, base = ok[meta["label"]].entry.energy, ref_record.entry.energy
             row.raw_difference = e_defect - base
-            if row.kind == "migration":
+            if row.kind in ("migration", "exchange"):
                 row.energy = row.raw_difference
             else:
-                _energies_at_limits(row, e_defect, base, regions.get(meta["host_label"]), phases, limit, doc)
+                _energies_at_limits(row, e_defect, base, regions.get(ref_meta["ordering"]), phases, limit, doc)
         rows.append(row)
     doc.defects = rows
     doc.chemical_potential_limit = limit
     doc.chemical_potentials = {}
-    for meta in context["pristine"]:
+    for x, (meta, _) in sorted(reference_of.items()):
         region = regions.get(meta["ordering"])
         chosen = None if region is None else _limit_of(region, limit)
         if chosen is None:
             continue
         added = {el for c in context["candidates"] for el, n in c["change"].items() if n > 0}
         mu, _ = _with_impurities(chosen.mu, added, phases)  # an unbounded one is reported per defect
-        doc.chemical_potentials |= {f"{el}(x={meta['x']:.3f})": round(v, 6) for el, v in sorted(mu.items())}
+        doc.chemical_potentials |= {f"{el}(x={x:.3f})": round(v, 6) for el, v in sorted(mu.items())}
     return rows
+
+
+def _pristine_geometry(meta: dict, record: CalculationRecord | None, full: Structure, cations: set[str]) -> str:
+    """'kept', or which cations left their sites during the relaxation of a pristine ordering."""
+    if record is None:
+        return "not relaxed"
+    start, relaxed = as_structure(meta["structure"]), record.entry.structure
+    if not same_atom_order(start, relaxed):
+        return "not checked: the relaxed cell lists its atoms in another order"
+    changes = site_changes(start, relaxed, parent_sites(full, start, cations), cations)
+    return "kept" if not changes else "changed: " + describe_changes(changes)
+
+
+def _check_defect_geometry(rows: list[DefectResult], context: dict, ok: dict, full: Structure, cations) -> None:
+    """Map each relaxed defect cell back onto the supercell; a moved TM must have stayed to count."""
+    meta_of = {m["label"]: m for m in context["candidates"]}
+    for row in rows:
+        if row.label not in ok:
+            continue
+        meta = meta_of[row.label]
+        start, relaxed = as_structure(meta["structure"]), ok[row.label].entry.structure
+        if not same_atom_order(start, relaxed):
+            row.geometry = "not checked: the relaxed cell lists its atoms in another order"
+            continue
+        parents = parent_sites(full, start, cations)
+        moved = meta.get("moved_index")
+        if meta.get("target") is not None:
+            parents.append(("the moved TM's destination", np.asarray(meta["target"])))
+        changes = [c for c in site_changes(start, relaxed, parents, cations) if c.index != moved]
+        outcome = None
+        if moved is not None:
+            outcome = classify_moved_tm(start, relaxed, moved, np.asarray(meta["origin"]), np.asarray(meta["target"]))
+        parts = []
+        if outcome is not None:
+            parts.append(f"{start[moved].specie.symbol} {outcome.describe()}")
+        if changes:
+            parts.append("changed: " + describe_changes(changes))
+        row.geometry = "; ".join(parts) or "kept"
+        row.counted = not changes and (outcome is None or outcome.migrated)
 
 
 def _limit_of(region: StabilityRegion, name: str):
@@ -354,10 +441,24 @@ def _energies_at_limits(row, e_defect, e_pristine, region, phases, limit, doc) -
     row.energy = row.energies_at_limits[named.name]
 
 
-def _classify_all(rows: list[DefectResult], threshold: float, doc: DefectStudyDoc) -> dict:
+def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) -> dict:
+    """Concentrations per row and the class of each kind, from the rows whose geometry counts."""
+    synthesis_t, operating_t = context["synthesis_temperature"], context["operating_temperature"]
+    for row in rows:
+        if row.energy is not None:
+            row.concentration_operating = concentration(row.energy, row.multiplicity, operating_t)
+            row.concentration_synthesis = concentration(row.energy, row.multiplicity, synthesis_t)
+    synthesis_x = max(m["x"] for m in context["pristine"])
+    counted = [r.model_dump() for r in rows if r.counted]
+    left_out = [r for r in rows if not r.counted]
     classes = {}
-    for kind, points in group_points([r.model_dump() for r in rows]).items():
-        result = classify(kind, points, threshold)
+    for kind, points in group_points(counted).items():
+        # a TM cannot move into an empty site of the as-made host: it has none
+        absent = (synthesis_x,) if kind == "migration" and all(p.x != synthesis_x for p in points) else ()
+        result = classify(kind, points, synthesis_x, synthesis_t, operating_t, absent_at=absent)
+        dropped = [r.label for r in left_out if r.kind == kind and r.energy is not None]
+        if dropped:
+            result.notes.append(f"left out, the relaxed cell is not what was built: {', '.join(dropped)}")
         classes[kind] = result
         doc.classes.append(
             DefectClassDoc(
@@ -365,9 +466,15 @@ def _classify_all(rows: list[DefectResult], threshold: float, doc: DefectStudyDo
                 classification=result.classification,
                 energies=sorted(result.energies.items()),
                 sites=sorted(result.sites.items()),
+                concentrations=sorted(result.concentrations.items()),
+                quenched_concentration=result.quenched,
+                span_decades=min(result.span_decades, 999.0),
+                synthesis_temperature=synthesis_t,
+                operating_temperature=operating_t,
                 onset_x=result.onset_x,
                 onset_site=result.onset_site,
                 lowest_x_site=result.lowest_x_site,
+                favourable_x=result.favourable_x,
                 notes=result.notes,
             )
         )
@@ -485,7 +592,7 @@ def _coupled_migration(rows: list[DefectResult], classes: dict, doc: DefectStudy
             f"{migration.energies[lowest_x]:+.3f} eV): no coupled defect forms, the discharge retraces the charge"
         )
         return None
-    candidates = [r for r in rows if r.kind == "migration" and r.x == lowest_x and r.energy is not None]
+    candidates = [r for r in rows if r.kind == "migration" and r.x == lowest_x and r.energy is not None and r.counted]
     return min(candidates, key=lambda r: r.energy)
 
 

@@ -25,12 +25,13 @@ from monty.json import MSONable
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from insertflow.analysis.geometry import ANIONS, anion_indices, bond_cutoff, bonded_anions, face_sharing_cations
 from insertflow.errors import RecipeError
 from insertflow.hosts import Host
 from insertflow.sampling.orderings import Ordering, OrderingSettings, select_orderings, tight_matcher
 from insertflow.sampling.sublattices import working_ion_sublattices
 
-DEFECT_KINDS = ("V_TM", "TM_Li", "Li_TM", "F_O", "migration")
+DEFECT_KINDS = ("V_TM", "TM_Li", "Li_TM", "F_O", "migration", "exchange")
 #: Generated structures with atoms closer than this (A) are dropped as unphysical.
 MIN_DEFECT_DISTANCE = 1.5
 #: Candidate migration sites lie within this much (A) of the nearest empty site.
@@ -54,12 +55,13 @@ def default_rattle_seed() -> int:
 class DefectSettings(MSONable):
     """Which defects, at which x, in which supercell."""
 
-    kinds: list[str] = field(default_factory=lambda: ["V_TM", "migration"])
+    kinds: list[str] = field(default_factory=lambda: ["V_TM", "migration", "exchange"])
     x: list[float] | None = None  # x values of the pristine host; None: every x the supercell allows
     supercell: list[list[int]] | None = None  # of the host cell; None: smallest diagonal one (see below)
     min_image_distance: float = 4.5  # A between a defect and its periodic images
     active_sites: list[str] | None = None  # working-ion sublattices that empty on charge
-    orderings_per_x: int = 1  # lowest-Ewald pristine orderings per x
+    orderings_per_x: int = 2  # lowest-Ewald pristine orderings per x (the lowest relaxed one is the reference)
+    defect_hosts_per_x: int = 1  # of those, the lowest-Ewald ones that defects are made in
     tetrahedral: bool = False  # also migrate into empty tetrahedra next to empty octahedra
     rattle: float = 0.05  # A, seeded random displacement breaking symmetry (0: none)
     rattle_seed: int = field(default_factory=default_rattle_seed)  # another seed: other displacements
@@ -71,6 +73,8 @@ class DefectSettings(MSONable):
             raise RecipeError(f"defects.kinds: unknown {', '.join(unknown)}; choose from {', '.join(DEFECT_KINDS)}")
         if not self.kinds:
             raise RecipeError("defects.kinds is empty; choose from " + ", ".join(DEFECT_KINDS))
+        if self.defect_hosts_per_x < 1:
+            raise RecipeError("defects.defect_hosts_per_x must be at least 1")
         if self.rattle < 0 or self.min_image_distance <= 0:
             raise RecipeError("defects.rattle must be >= 0 and defects.min_image_distance > 0")
 
@@ -86,8 +90,12 @@ class DefectCandidate(MSONable):
     structure: Structure
     change: dict[str, int]  # atoms added (+) or removed (-) relative to the pristine cell
     site: str  # what moved or changed, e.g. "Co (1b) -> empty Li 3a site"
-    hop_distance: float | None = None  # A, migration only
-    destination: str | None = None  # migration: sublattice label of the site the TM went to
+    hop_distance: float | None = None  # A, migration and exchange only
+    destination: str | None = None  # migration: sublattice label of the site the TM went to ("exchange": the pair)
+    multiplicity: float = 1.0  # symmetry-equivalent configurations per framework formula unit
+    moved_index: int | None = None  # migration/exchange: index of the TM that moved
+    origin: list[float] | None = None  # ... fractional coordinates of the site it left
+    target: list[float] | None = None  # ... and of the site it was put on
 
 
 def image_distance(structure: Structure | Lattice) -> float:
@@ -177,7 +185,6 @@ def generate_defects(
     full = host.structure.copy()
     full.make_supercell(matrix)
     pristine = ordering.structure
-    ion = host.working_ion
     tms = host.redox_elements
     orbit_of = _orbits(pristine)
     candidates: list[DefectCandidate] = []
@@ -207,33 +214,13 @@ def generate_defects(
         )
 
     tm_sites = _representatives(pristine, orbit_of, set(tms))
-    ion_sites = _representatives(pristine, orbit_of, {ion})
     labels = _site_labels(pristine)
-    if "V_TM" in settings.kinds:
-        for i in tm_sites:
-            structure = pristine.copy()
-            structure.remove_sites([i])
-            add("V_TM", structure, {pristine[i].specie.symbol: -1}, f"{pristine[i].specie.symbol}({labels[i]})")
-    if "TM_Li" in settings.kinds:
-        for i in ion_sites:
-            for tm in tms:
-                structure = pristine.copy()
-                structure.replace(i, tm)
-                add("TM_Li", structure, {tm: 1, ion: -1}, f"{tm} on {ion}({labels[i]})")
-    if "Li_TM" in settings.kinds:
-        for i in tm_sites:
-            structure = pristine.copy()
-            structure.replace(i, ion)
-            tm = pristine[i].specie.symbol
-            add("Li_TM", structure, {ion: 1, tm: -1}, f"{ion} on {tm}({labels[i]})")
-    if "F_O" in settings.kinds:
-        for i in _representatives(pristine, orbit_of, {"O"}):
-            structure = pristine.copy()
-            structure.replace(i, "F")
-            add("F_O", structure, {"F": 1, "O": -1}, f"F on O({labels[i]})")
-    if "migration" in settings.kinds:
-        for structure, site, hop, destination in _migrations(full, pristine, host, tm_sites, labels, settings):
-            add("migration", structure, {}, site, hop_distance=hop, destination=destination)
+    for kind, structure, change, site, multiplicity in _point_defects(pristine, host, settings.kinds, orbit_of, labels):
+        add(kind, structure, change, site, multiplicity=multiplicity)
+    if {"migration", "exchange"} & set(settings.kinds):
+        for kind, structure, site, extra in _migrations(full, pristine, host, tm_sites, labels, settings):
+            if kind in settings.kinds:
+                add(kind, structure, {}, site, **extra)
     distinct = _dedupe(candidates)  # before rattling: the rattle would hide equivalences
     seen: dict[str, int] = {}
     for candidate in distinct:
@@ -242,6 +229,40 @@ def generate_defects(
         if seen[candidate.label] > 1:  # distinct sites with the same Wyckoff letter
             candidate.label = f"{candidate.label} ({seen[candidate.label]})"
     return distinct, notes
+
+
+def _point_defects(pristine: Structure, host: Host, kinds: list[str], orbit_of: list[int], labels: list[str]):
+    """(kind, structure, change, description, multiplicity per formula unit) of each requested point defect."""
+    ion, tms = host.working_ion, host.redox_elements
+    n_fu = _formula_units(pristine, host)
+
+    def per_fu(index: int) -> float:  # sites of this one's orbit per framework formula unit
+        return orbit_of.count(orbit_of[index]) / n_fu
+
+    tm_sites = _representatives(pristine, orbit_of, set(tms))
+    if "V_TM" in kinds:
+        for i in tm_sites:
+            structure = pristine.copy()
+            structure.remove_sites([i])
+            symbol = pristine[i].specie.symbol
+            yield "V_TM", structure, {symbol: -1}, f"{symbol}({labels[i]})", per_fu(i)
+    if "TM_Li" in kinds:
+        for i in _representatives(pristine, orbit_of, {ion}):
+            for tm in tms:
+                structure = pristine.copy()
+                structure.replace(i, tm)
+                yield "TM_Li", structure, {tm: 1, ion: -1}, f"{tm} on {ion}({labels[i]})", per_fu(i)
+    if "Li_TM" in kinds:
+        for i in tm_sites:
+            structure = pristine.copy()
+            structure.replace(i, ion)
+            tm = pristine[i].specie.symbol
+            yield "Li_TM", structure, {ion: 1, tm: -1}, f"{ion} on {tm}({labels[i]})", per_fu(i)
+    if "F_O" in kinds:
+        for i in _representatives(pristine, orbit_of, {"O"}):
+            structure = pristine.copy()
+            structure.replace(i, "F")
+            yield "F_O", structure, {"F": 1, "O": -1}, f"F on O({labels[i]})", per_fu(i)
 
 
 def rattled(structure: Structure, amplitude: float, seed: int = 0) -> Structure:
@@ -284,47 +305,149 @@ def _closest_distance(structure: Structure) -> float:
 
 
 def _migrations(full: Structure, pristine: Structure, host: Host, tm_sites, labels, settings: DefectSettings):
-    """(structure, description, hop distance, destination label) for each TM and nearby empty site."""
+    """(kind, structure, description, extra fields) for each TM and each nearby empty site it could take.
+
+    Octahedral sites of the working-ion sublattice that are empty in this ordering; with
+    ``tetrahedral``, also the empty tetrahedra beside them that share no face with an occupied
+    cation polyhedron other than the TM's own; in a host whose working ion sits in tetrahedra
+    (spinel 8a), the empty octahedral interstitials between them (16c). With no empty site (x at
+    its maximum) the TM exchanges with its nearest working ion: the Li/TM exchange pair.
+    """
     ion = host.working_ion
     sublattice_of = {}
     for sub in working_ion_sublattices(full, ion):
         for index in sub.indices:
             sublattice_of[index] = sub.label
     allowed = set(settings.active_sites) if settings.active_sites else None
-    occupied = [full[i].coords for i in sublattice_of]
+    cutoff = bond_cutoff(full)
     vacant = []  # (cart coords, label) of working-ion sites empty in this ordering
-    for index, coords in zip(sublattice_of, occupied, strict=True):
-        if allowed and not {sublattice_of[index], sublattice_of[index].lstrip("0123456789")} & allowed:
+    for index, label in sublattice_of.items():
+        if allowed and not {label, label.lstrip("0123456789")} & allowed:
             continue
-        if not _site_at(pristine, coords):
-            vacant.append((coords, sublattice_of[index]))
-    if settings.tetrahedral:
-        vacant += [(coords, "tet") for coords in _tetrahedral_sites(pristine, [v[0] for v in vacant])]
+        if not _site_at(pristine, full[index].coords):
+            vacant.append((full[index].coords, label))
+    if _tetrahedral_working_ion(full, ion, cutoff):
+        vacant = [(coords, "oct-i") for coords in _octahedral_interstitials(full, pristine, ion, cutoff)]
+    elif settings.tetrahedral:
+        vacant += [(coords, "tet") for coords in _tetrahedral_sites(pristine, [v[0] for v in vacant], cutoff)]
+    n_fu = _formula_units(pristine, host)
+    operations = SpacegroupAnalyzer(pristine, symprec=0.01).get_symmetry_operations()
     for t in tm_sites:
         tm = pristine[t].specie.symbol
+        origin = pristine[t].frac_coords
         if vacant:
-            for tetrahedral in sorted({label == "tet" for _, label in vacant}):
-                group = [
-                    (_periodic_distance(pristine, pristine[t].coords, c), c, lab)
-                    for c, lab in vacant
-                    if (lab == "tet") == tetrahedral
-                ]
+            for kind_of_site in sorted({label == "tet" for _, label in vacant}):
+                group = []
+                for coords, label in vacant:
+                    if (label == "tet") != kind_of_site:
+                        continue
+                    target = pristine.lattice.get_fractional_coords(coords)
+                    if label in ("tet", "oct-i") and face_sharing_cations(pristine, target, cutoff, exclude={t}):
+                        continue  # shares a face with an occupied polyhedron: the TM would sit ~1.7 A from a cation
+                    group.append((_periodic_distance(pristine, pristine[t].coords, coords), coords, label))
+                if not group:
+                    continue
                 nearest = min(d for d, _, _ in group)
                 for d, coords, label in sorted(group, key=lambda item: item[0]):
                     if d > nearest + SHELL_WIDTH:
                         break
                     moved = pristine.copy()
                     moved.replace(t, tm, coords=coords, coords_are_cartesian=True)
-                    where = "tetrahedral site" if tetrahedral else f"empty {ion} {label} site"
-                    yield moved, f"{tm}({labels[t]}) -> {where} ({d:.2f} A)", d, label
-        else:  # fully lithiated: exchange with the nearest working ion (antisite pair)
+                    target = moved[t].frac_coords
+                    where = {"tet": "tetrahedral site", "oct-i": "empty octahedral interstitial"}.get(
+                        label, f"empty {ion} {label} site"
+                    )
+                    yield (
+                        "migration",
+                        moved,
+                        f"{tm}({labels[t]}) -> {where} ({d:.2f} A)",
+                        {
+                            "hop_distance": d,
+                            "destination": label,
+                            "multiplicity": _pair_multiplicity(operations, pristine.lattice, origin, target) / n_fu,
+                            "moved_index": t,
+                            "origin": origin.tolist(),
+                            "target": target.tolist(),
+                        },
+                    )
+        else:  # fully lithiated: exchange with the nearest working ion (the Li/TM exchange pair)
             ions = [i for i, s in enumerate(pristine) if s.specie.symbol == ion]
             nearest = min(ions, key=lambda i: pristine.get_distance(t, i))
             d = pristine.get_distance(t, nearest)
             swapped = pristine.copy()
             swapped.replace(t, ion)
             swapped.replace(nearest, tm)
-            yield swapped, f"{tm}({labels[t]}) <-> {ion}({labels[nearest]}) exchange ({d:.2f} A)", d, "exchange"
+            partner = pristine[nearest].frac_coords
+            yield (
+                "exchange",
+                swapped,
+                f"{tm}({labels[t]}) <-> {ion}({labels[nearest]}) ({d:.2f} A)",
+                {
+                    "hop_distance": d,
+                    "destination": "exchange",
+                    "multiplicity": _pair_multiplicity(operations, pristine.lattice, origin, partner) / n_fu,
+                    "moved_index": nearest,
+                    "origin": origin.tolist(),
+                    "target": partner.tolist(),
+                },
+            )
+
+
+def _formula_units(structure: Structure, host: Host) -> float:
+    """Framework formula units (host formula without the working ion) in ``structure``."""
+    framework = host.framework.reduced_composition
+    element = next(iter(framework.elements))
+    return structure.composition[element] / framework[element]
+
+
+def _pair_multiplicity(operations, lattice: Lattice, origin: np.ndarray, target: np.ndarray) -> int:
+    """Distinct images of a hop (its origin and its shortest vector to ``target``) under the cell's operations.
+
+    The hop vector, not the wrapped target, tells images apart: in a small cell one empty site
+    can be the nearest to a TM through two periodic images, and those are two hops.
+    """
+    _, image = lattice.get_distance_and_image(origin, target)
+    vector = target + image - origin
+    hops = set()
+    for op in operations:
+        start = np.round(np.mod(op.operate(origin), 1.0), 3) % 1.0
+        turned = np.round(op.apply_rotation_only(vector), 3) + 0.0
+        hops.add((tuple(start), tuple(turned)))
+    return len(hops)
+
+
+def _tetrahedral_working_ion(full: Structure, ion: str, cutoff: float) -> bool:
+    """Whether the working ion sits in tetrahedra (four bonded anions), as on spinel 8a."""
+    ions = [i for i, site in enumerate(full) if site.specie.symbol == ion]
+    return bool(ions) and all(len(bonded_anions(full, full[i].frac_coords, cutoff)) == 4 for i in ions)
+
+
+def _octahedral_interstitials(full: Structure, pristine: Structure, ion: str, cutoff: float) -> list:
+    """Empty octahedral sites midway between neighbouring working-ion tetrahedra (spinel 16c), cartesian.
+
+    Both 8a sites of an 8a-16c-8a path share a face with the 16c octahedron, so the midpoint of
+    two nearest working-ion sites is the interstitial; it is kept when six anions bond to it
+    and no atom of this ordering sits there.
+    """
+    ions = [i for i, site in enumerate(full) if site.specie.symbol == ion]
+    if len(ions) < 2:
+        return []
+    frac = full.frac_coords[ions]
+    distances = full.lattice.get_all_distances(frac, frac)
+    np.fill_diagonal(distances, np.inf)
+    shortest = distances.min()
+    sites = []
+    for a, b in zip(*np.nonzero(distances < shortest + 0.1), strict=True):
+        if a >= b:
+            continue
+        _, image = full.lattice.get_distance_and_image(frac[a], frac[b])
+        middle = (frac[a] + frac[b] + image) / 2
+        cart = full.lattice.get_cartesian_coords(middle)
+        if len(bonded_anions(full, middle, cutoff)) != 6 or _site_at(pristine, cart):
+            continue
+        if all(_periodic_distance(full, cart, other) > 0.5 for other in sites):
+            sites.append(cart)
+    return sites
 
 
 def _site_at(structure: Structure, coords, tolerance: float = 0.3) -> bool:
@@ -338,31 +461,33 @@ def _periodic_distance(structure: Structure, a, b) -> float:
     return float(structure.lattice.get_all_distances([fa], [fb])[0, 0])
 
 
-def _tetrahedral_sites(structure: Structure, octahedral: list) -> list:
-    """Centres of the empty tetrahedra sharing a face with the given empty octahedral sites."""
-    anions = [i for i, s in enumerate(structure) if s.specie.symbol in ("O", "F", "S")]
+def _tetrahedral_sites(structure: Structure, octahedral: list, cutoff: float) -> list:
+    """Centres of the empty tetrahedra sharing a face with the given empty octahedral sites (cartesian).
+
+    Bonds come from ``cutoff`` (a multiple of the host's own shortest cation-anion distance), so
+    the search works for sulfides as for oxides: a face is three anions bonded to the octahedral
+    centre with no octahedron diagonal among its edges, and its tetrahedron lies beyond it.
+    """
+    anions = anion_indices(structure)
     if not anions:
         return []
     sites = []
-    anion_structure = Structure.from_sites([structure[i] for i in anions])
     for centre in octahedral:
-        frac = structure.lattice.get_fractional_coords(centre)
-        neighbours = anion_structure.get_sites_in_sphere(structure.lattice.get_cartesian_coords(frac), 2.6)
+        neighbours = structure.get_sites_in_sphere(np.asarray(centre), cutoff)
+        neighbours = [n for n in neighbours if n.specie.symbol in ANIONS]
         if len(neighbours) < 4:
             continue
-        # a tetrahedral centre sits beyond each octahedral face, at about 1.6-2.0 A from the octahedron's centre
-        for a in range(len(neighbours)):
-            for b in range(a + 1, len(neighbours)):
-                for c in range(b + 1, len(neighbours)):
-                    face = np.array([neighbours[a].coords, neighbours[b].coords, neighbours[c].coords])
-                    edges = [np.linalg.norm(face[i] - face[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
-                    if max(edges) > 3.3:  # not a face: includes an octahedron diagonal
-                        continue
-                    # octahedron centre -> face: r/sqrt(3); face -> tetrahedron centre: half that
-                    outward = face.mean(axis=0) - np.asarray(centre)
-                    candidate = np.asarray(centre) + 1.5 * outward
-                    if not _site_at(structure, candidate, tolerance=1.4):
-                        sites.append(candidate)
+        bond = float(np.mean([np.linalg.norm(n.coords - np.asarray(centre)) for n in neighbours]))
+        for a, b, c in itertools.combinations(range(len(neighbours)), 3):
+            face = np.array([neighbours[a].coords, neighbours[b].coords, neighbours[c].coords])
+            edges = [np.linalg.norm(face[i] - face[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+            if max(edges) > 1.7 * bond:  # an octahedron diagonal (2 x bond), not an edge (sqrt(2) x bond)
+                continue
+            # octahedron centre -> face: r/sqrt(3); face -> tetrahedron centre: half that
+            outward = face.mean(axis=0) - np.asarray(centre)
+            candidate = np.asarray(centre) + 1.5 * outward
+            if not _site_at(structure, candidate, tolerance=1.4):
+                sites.append(candidate)
     unique: list = []
     for site in sites:
         if all(_periodic_distance(structure, site, other) > 0.5 for other in unique):
