@@ -89,6 +89,12 @@ class DefectsSpec(BaseModel):
     synthesis_temperature: float = Field(1000.0, gt=0, description="K: the as-made population is quenched from it")
     operating_temperature: float = Field(300.0, gt=0, description="K: a coupled defect follows x at this T")
     discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
+    charge_states: dict[str, list[int]] | Literal["auto"] | None = Field(
+        None, description="Charges per kind (e.g. F_O: [-1, 0, 1]) or auto (from oxidation states); gpaw, vasp"
+    )
+    dielectric: float | list[float] | None = Field(
+        None, description="Static dielectric constant (or 3 diagonal values) for the Freysoldt correction"
+    )
     max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")
 
 

@@ -43,6 +43,10 @@ class CalculationRecord(BaseModel):
     site_potentials: list[float] | None = Field(
         None, description="Electrostatic potential energy of an electron at each site (eV), for defect alignment"
     )
+    planar_potential: dict[str, list[float]] | None = Field(
+        None, description="Electrostatic potential (eV) averaged over planes along each cell vector, for Freysoldt"
+    )
+    band_edges: list[float] | None = Field(None, description="(gap, CBM, VBM) in eV from the eigenvalues")
 
     def computed_entry(self) -> ComputedStructureEntry | None:
         """A copy of the pymatgen entry (None for failed records), safe to annotate."""
@@ -204,7 +208,10 @@ class DefectResult(BaseModel):
         default_factory=dict, description="Defect energy (eV) at each limit of the host's stability region at x"
     )
     reference_label: str | None = Field(
-        None, description="The pristine ordering energy is measured from: the lowest verified one at this x"
+        None, description="The pristine ordering the energy is measured from: the one the defect was made in"
+    )
+    host_above_reference: float | None = Field(
+        None, description="eV per supercell that host ordering lies above the lowest verified ordering at x"
     )
     multiplicity: float = Field(1.0, description="Equivalent configurations per framework formula unit")
     concentration_operating: float | None = Field(
@@ -217,13 +224,21 @@ class DefectResult(BaseModel):
     counted: bool = Field(
         True, description="False: the relaxed cell is not the defect it was built as; left out of classification"
     )
+    charge_states: list[dict] = Field(
+        default_factory=list,
+        description="Charged calculations: charge, energy, Freysoldt correction and its parts (eV), status",
+    )
+    charged: dict = Field(
+        default_factory=dict,
+        description="Per limit: lines (q, E_f at the VBM), transition levels (E_F, E_f) and E_f at both band edges",
+    )
 
 
 class DefectClassDoc(BaseModel):
     """How a defect kind behaves across x, judged from its concentrations at synthesis and operating T."""
 
     kind: str
-    classification: Literal["coupled", "static", "negligible", "host unstable"]
+    classification: Literal["coupled", "static", "negligible", "host unstable", "undetermined"]
     energies: list[tuple[float, float]] = Field(description="(x, lowest energy in eV) per x")
     sites: list[tuple[float, str]] = Field(description="(x, variant with the largest concentration) per x")
     concentrations: list[tuple[float, float]] = Field(
@@ -280,6 +295,7 @@ class DefectStudyDoc(StudyRecords):
     energy_scale: dict = Field(
         default_factory=dict, description="Scale of the calculator's energies and what was done about it"
     )
+    charge_treatment: str | None = Field(None, description="Neutral only (and why), or how charges were treated")
     pristine: list[dict] = Field(
         default_factory=list,
         description="Pristine orderings: label, x, status, energy, geometry, and whether it is the reference at x",

@@ -111,6 +111,16 @@ CASES = {
         [],
         "no MongoDB server answered within 1 s",
     ),
+    "charge states from a calculator without electrons": (
+        {"study": "defects", "calculator": {"name": "chgnet"}, "defects": {"kinds": ["F_O"], "charge_states": "auto"}},
+        [],
+        "chgnet cannot compute charged defects",
+    ),
+    "charge states without a dielectric constant": (
+        {"study": "defects", "defects": {"kinds": ["F_O"], "charge_states": {"F_O": [0, 1]}}},
+        [],
+        "defects.charge_states needs defects.dielectric",
+    ),
     "defects at an x the cell cannot reach": (
         {"study": "defects", "defects": {"x": [0.3], "supercell": [2, 2, 1]}},
         [],

@@ -8,7 +8,13 @@ import pytest
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from insertflow.analysis.concentrations import BOLTZMANN, concentration, decades, total_concentration
+from insertflow.analysis.concentrations import (
+    BOLTZMANN,
+    concentration,
+    decades,
+    exclusive_concentration,
+    total_concentration,
+)
 from insertflow.analysis.defects import DefectPoint, classify, defect_energy, ion_chemical_potential
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import FARADAY_MAH_PER_MOL, voltage_profile
@@ -152,6 +158,11 @@ def test_concentration_arithmetic():
     assert concentration(80.0, 1.0, 300.0) == 0.0 or concentration(80.0, 1.0, 300.0) < 1e-300  # no overflow
     assert total_concentration([(0.0, 2.0), (0.0, 4.0)], 500.0) == pytest.approx(3.0)
     assert decades(1e-2, 1e-6) == pytest.approx(4.0) and decades(1e-3, 0.0) == math.inf
+    # a moved TM is in one state at a time: 6 hops at E = 0 put 6/7 of the TMs away, never more than all
+    assert exclusive_concentration([(0.0, 6.0)], 1.0, 300.0) == pytest.approx(6 / 7)
+    assert exclusive_concentration([(-2.0, 6.0), (-1.0, 3.0)], 1.0, 300.0) == pytest.approx(1.0)
+    z = 6 * math.exp(-0.36 / (BOLTZMANN * 1000))  # the dilute limit: ~ m exp(-E/kT) when Z << 1
+    assert exclusive_concentration([(0.36, 6.0)], 1.0, 1000.0) == pytest.approx(z / (1 + z))
     with pytest.raises(ValueError, match="temperature must be positive"):
         concentration(0.1, 1.0, 0.0)
 
@@ -170,10 +181,11 @@ FOLLOWS_X = [("V_TM", 1.0, 1.40, "a", 1.0), ("V_TM", 0.5, 0.70, "a", 1.0), ("V_T
 
 def test_classification_from_concentrations():
     # a TM cannot take an empty site of the as-made host (x = 1 has none): zero there, saturated below
-    migration = _classes(MIGRATION, synthesis_x=1.0, absent_at=(1.0,))
+    migration = _classes(MIGRATION, synthesis_x=1.0, absent_at=(1.0,), hosts=1.0)
     assert migration.classification == "coupled" and migration.quenched == 0.0
     assert migration.onset_x == 0.5 and migration.favourable_x == [0.0, 0.5]
-    assert migration.concentrations[0.0] == pytest.approx(6.0, rel=1e-6)
+    # 6 downhill hops per Co, but one Co per f.u.: at most one migrated TM per f.u., not six
+    assert migration.concentrations[0.0] == pytest.approx(1.0, abs=1e-6)
     # 0.3 eV at synthesis: ~3 % quenched at 1000 K; at 300 K it would follow x, but never reaches that population
     quenched = _classes(QUENCHED_V_TM, synthesis_x=1.0)
     assert quenched.classification == "static"
@@ -182,10 +194,15 @@ def test_classification_from_concentrations():
     assert _classes(NEGLIGIBLE_V_TM, synthesis_x=1.0).classification == "negligible"
     unstable = _classes(UNSTABLE_F_O, synthesis_x=1.0)
     assert unstable.classification == "host unstable" and "unstable" in unstable.notes[0]
-    # 1.4 eV at synthesis (1e-7 quenched) falling to 0.15 eV at x = 0: the vacancy population follows x
-    follows = _classes(FOLLOWS_X, synthesis_x=1.0)
+    # 1.4 eV at synthesis (1e-7 quenched) falling to 0.15 eV at x = 0: a population that follows x ...
+    follows = _classes(FOLLOWS_X, synthesis_x=1.0, reservoir_bound=False)
     assert follows.classification == "coupled" and follows.onset_x == 0.0
     assert follows.concentrations[0.0] > 1e3 * follows.quenched
+    # ... unless it trades TM atoms with a reservoir, which a cycling cell cannot: frozen at synthesis
+    frozen = _classes(FOLLOWS_X, synthesis_x=1.0, reservoir_bound=True)
+    assert frozen.classification == "static" and "reservoir" in frozen.notes[0]
+    # no energy at the synthesis composition: the quenched population is unknown, and so is the class
+    assert _classes(FOLLOWS_X[1:], synthesis_x=1.0).classification == "undetermined"
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -249,14 +266,18 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     classes = {c["kind"]: c for c in doc["classes"]}
     migration = classes["migration"]
     # by design: the moved Co sheds one TM-TM edge (+0.5 eV) at every x. At x = 0.5 the defects are made
-    # in the lowest-Ewald ordering (#1), but the reference is the lowest relaxed one (#2): dE_mig includes
-    # the difference. The Li-Li term adds only rattle noise of a few meV.
+    # in the lowest-Ewald ordering (#1), but the lowest relaxed one is #2: the energies are measured from
+    # their own host and the gap is reported. The Li-Li term adds only rattle noise of a few meV.
     pristine = {p["label"]: p for p in doc["pristine"]}
     reference = {p["x"]: p for p in doc["pristine"] if p["reference"]}
     assert reference[0.5]["label"] == "pristine x=0.500 #2"
     ordering_gap = pristine["pristine x=0.500 #1"]["energy"] - reference[0.5]["energy"]
     assert ordering_gap > 0.05  # the Ewald ranking and the energy disagree here: the test means something
-    assert dict(migration["energies"]) == pytest.approx({0.0: 0.5, 0.5: 0.5 + ordering_gap}, abs=0.02)
+    assert dict(migration["energies"]) == pytest.approx({0.0: 0.5, 0.5: 0.5}, abs=0.02)
+    at_half = [d for d in doc["defects"] if d["x"] == 0.5]
+    assert all(d["reference_label"] == "pristine x=0.500 #1" for d in at_half)
+    assert all(d["host_above_reference"] == pytest.approx(ordering_gap, abs=1e-6) for d in at_half)
+    assert any("above the lowest ordering there" in note for note in doc["notes"])
     # 6 empty octahedra per Co at 0.5 eV: 6 exp(-0.5 eV / kT) = 2e-8 per f.u. at 300 K, under 1e-6 at every x
     assert migration["classification"] == "negligible"
     assert max(c for _, c in migration["concentrations"]) == pytest.approx(6 / (1 + math.exp(0.5 / 0.025852)), rel=0.6)
@@ -264,7 +285,9 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     # the Li/Co exchange exists only in the full host: 6 pairs per f.u. at ~0.5 eV, ~2 % quenched at 1000 K
     exchange = classes["exchange"]
     (e_exchange,) = [e for _, e in exchange["energies"]]
-    assert exchange["quenched_concentration"] == pytest.approx(6 / (1 + math.exp(e_exchange / (BOLTZMANN * 1000))))
+    # one Co per f.u. is at home or in one of its 6 exchanges: c = Z / (1 + Z), Z = 6 exp(-E/kT)
+    z = 6 * math.exp(-e_exchange / (BOLTZMANN * 1000))
+    assert exchange["quenched_concentration"] == pytest.approx(z / (1 + z))
     assert exchange["classification"] == "static" and exchange["quenched_concentration"] > 1e-3
     assert doc["hysteresis"]["coupled"] is False
     assert doc["hysteresis"]["average_hysteresis"] == 0.0  # zero, not a small negative number
@@ -274,7 +297,7 @@ def test_mock_study_records_every_defect_and_reports_zero_hysteresis():
     # recipe, the host at x fixes mu_Co = [E(host) - n_Li mu_Li(x) - n_O mu_O] / n_Co (not the Co metal)
     mu = doc["chemical_potentials"]
     for d in v_tm:
-        host = next(p for p in doc["pristine"] if p["x"] == d["x"] and p["reference"])
+        host = next(p for p in doc["pristine"] if p["label"] == d["reference_label"])
         n_li, n_co = 12 * d["x"], 12
         tag = f"(x={d['x']:.3f})"
         mu_co = (host["energy"] - n_li * mu[f"Li{tag}"] - 24 * mu[f"O{tag}"]) / n_co
@@ -347,6 +370,54 @@ def test_mock_coupled_migration_builds_the_discharge_branch():
     # above it, so the loop is open by ~0.06 V, hundreds of times the meV-scale noise
     assert discharge_low - pristine[0.0] == pytest.approx(-0.8, abs=1e-9)
     assert by_hand > 0.03
+
+
+def test_charged_states_reach_the_formation_energy_diagram_with_their_correction():
+    """The charged path on the mock: E(q) = E(0) + q charge_level, a flat potential, VBM 0, gap 3 eV.
+
+    The mock has no electrons, so this checks bookkeeping: every charge state is a calculation of
+    its own, the Freysoldt correction of a flat potential is the model-charge term alone, and the
+    (0/+) level of the donor sits where the lines cross, -charge_level - E_corr(+1) above the VBM.
+    """
+    from insertflow.analysis.alignment import locate_defect
+    from insertflow.analysis.charged import freysoldt_correction, planar_averages
+    from insertflow.calculators.mock import MOCK_GAP
+
+    recipe = mock_defects(
+        defects={
+            "kinds": ["F_O"],
+            "x": [1.0],
+            "supercell": [2, 2, 1],
+            "charge_states": {"F_O": [0, 1]},
+            "dielectric": 10.0,
+            "chemical_potentials": {"O": -4.0, "F": -3.5},
+        }
+    )
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    assert "Freysoldt" in doc["charge_treatment"] and "dielectric 10.0" in doc["charge_treatment"]
+    (row,) = [d for d in doc["defects"] if d["kind"] == "F_O"]
+    (plus,) = row["charge_states"]
+    assert plus["charge"] == 1 and plus["status"] == "ok"
+    assert plus["energy"] == pytest.approx(mock_energy_of(doc, row["label"]) - 2.0, abs=1e-9)  # charge_level
+    host = next(c for c in doc["calculations"] if c["label"] == row["reference_label"])
+    defect = next(c for c in doc["calculations"] if c["label"] == plus["label"])
+    pristine = Structure.from_dict(host["entry"]["structure"])
+    centre = locate_defect(Structure.from_dict(defect["entry"]["structure"]), pristine).centre
+    flat = planar_averages(np.zeros((24, 24, 24)))
+    expected, _ = freysoldt_correction(1, 10.0, flat, flat, pristine.lattice, centre)
+    assert plus["correction"] == pytest.approx(expected, abs=1e-6)
+    # its parts: the model charge's own energy (positive), and the alignment of a flat potential
+    # against the model's long-range potential (negative), which nearly cancel in this cell
+    assert plus["electrostatic"] > 0.05 and plus["alignment"] < -0.05
+    for summary in row["charged"].values():
+        ((level, _),) = summary["transition_levels"]
+        assert level == pytest.approx(2.0 - expected, abs=1e-4)  # the (0/+) donor level
+        assert summary["at_vbm"]["charge"] == 1 and summary["at_cbm"]["charge"] == 0
+    assert 0 < 2.0 - expected < MOCK_GAP
+
+
+def mock_energy_of(doc, label):
+    return next(c for c in doc["calculations"] if c["label"] == label)["entry"]["energy"]
 
 
 def test_failed_defect_relaxation_is_recorded_and_the_rest_completes():

@@ -54,6 +54,10 @@ def test_gpaw_inputs_follow_the_shared_mp_preset(calculator, licoo2):
     assert calculator.setups(lithium) == {} and calculator.gpaw_parameters(lithium)["spinpol"] is False
     no_u = get_calculator("gpaw", {"hubbard_u": {}})
     assert no_u.gpaw_parameters(licoo2)["setups"] == "paw"
+    # a charged cell: GPAW's net charge (with its compensating background), and another content key
+    charged = calculator.with_charge(1)
+    assert charged.gpaw_parameters(licoo2)["charge"] == 1 and "charge" not in parameters
+    assert charged.identity() != calculator.identity()
 
 
 @pytest.mark.gpaw

@@ -54,6 +54,13 @@ def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, 
             continue
         if name == "vasp" and f.name == "preset":
             continue  # one preset ships; a preset's own values are in the identity (checked below)
+        if name == "mock" and f.name == "charge_level":
+            # it changes only charged cells' energies, so it splits only their keys (neutral keys stay put)
+            charged = dataclasses.replace(base, charge=1)
+            other = dataclasses.replace(charged, charge_level=value + 0.25)
+            assert content_key(licoo2, other.identity(), "relax") != content_key(licoo2, charged.identity(), "relax")
+            assert content_key(licoo2, dataclasses.replace(base, charge_level=value + 0.25).identity(), "relax") == key
+            continue
         if name == "gpaw" and f.name in ("mode", "spin", "xc", "preset", "basis", "hubbard_u"):
             if f.name == "preset":
                 continue  # one preset ships; its U and MAGMOM values are in the identity (checked below)

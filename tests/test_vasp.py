@@ -67,6 +67,16 @@ def test_user_settings_override_and_change_the_identity(vasp):
         get_calculator("vasp", {"preset": "mp_r2scan"})
 
 
+def test_a_charged_cell_sets_nelect_through_the_structure_charge(vasp):
+    structure = load_host("LiCoO2").structure
+    charged = vasp.with_charge(-1)
+    # pymatgen's sets read NELECT = valence electrons - structure charge (use_structure_charge)
+    assert charged.charged(structure).charge == -1 and vasp.charged(structure).charge == 0
+    assert charged._generator(structure, "static").use_structure_charge
+    assert not vasp._generator(structure, "static").use_structure_charge
+    assert charged.identity() != vasp.identity() and charged.identity()["settings"]["charge"] == -1
+
+
 def test_jobs_are_atomate2_mp_makers_that_write_our_inputs(vasp):
     from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
 

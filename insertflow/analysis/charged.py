@@ -116,3 +116,46 @@ def guess_charge_states(change: dict[str, int], oxidation_states: dict[str, floa
     nominal = round(sum(n * oxidation_states[el] for el, n in change.items()))
     low, high = sorted((0, nominal))
     return list(range(low, high + 1))
+
+
+def on_grid(planar: dict[int, np.ndarray], like: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """``planar`` resampled (periodic, linear in the fractional coordinate) onto ``like``'s grid sizes.
+
+    Two relaxed cells of one supercell can get grids one point apart; the planar averages are
+    compared point by point, so they must share a grid.
+    """
+    resampled = {}
+    for axis, raw in planar.items():
+        values = np.asarray(raw, dtype=float)
+        n_out = len(like[axis])
+        if len(values) == n_out:
+            resampled[axis] = values
+            continue
+        source = np.arange(len(values) + 1) / len(values)
+        target = np.arange(n_out) / n_out
+        resampled[axis] = np.interp(target, source, np.append(values, values[0]))
+    return resampled
+
+
+def charged_summary(
+    states: Sequence[ChargeState],
+    bulk_energy: float,
+    change: dict[str, int],
+    mu_by_limit: dict[str, dict[str, float]],
+    vbm: float,
+    band_gap: float,
+) -> dict[str, dict]:
+    """Per limit: the lines (q, E_f at the VBM), the transition levels in the gap, E_f at both band edges."""
+    summary = {}
+    for name, mu in mu_by_limit.items():
+        lines = formation_energy_lines(states, bulk_energy, change, mu, vbm)
+        summary[name] = {
+            "lines": [[int(q), round(b, 6)] for q, b in lines],
+            "transition_levels": [[round(e, 4), round(f, 4)] for e, f in transition_levels(lines, band_gap)],
+            "at_vbm": {"charge": stable_charge(lines, 0.0), "energy": round(formation_energy(lines, 0.0), 6)},
+            "at_cbm": {
+                "charge": stable_charge(lines, band_gap),
+                "energy": round(formation_energy(lines, band_gap), 6),
+            },
+        }
+    return summary

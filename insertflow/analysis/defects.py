@@ -24,6 +24,7 @@ from insertflow.analysis.concentrations import (
     DEFAULT_SYNTHESIS_TEMPERATURE,
     concentration,
     decades,
+    exclusive_concentration,
     total_concentration,
 )
 from insertflow.analysis.profile import VoltageProfile
@@ -53,7 +54,7 @@ def ion_chemical_potential(profile: VoltageProfile, x: float) -> float:
 COUPLED_DECADES = 2.0
 #: Below this many defects per formula unit (one in a million) at both temperatures, a defect is negligible.
 NEGLIGIBLE = 1e-6
-CLASSES = ("coupled", "static", "negligible", "host unstable")
+CLASSES = ("coupled", "static", "negligible", "host unstable", "undetermined")
 
 
 @dataclass(frozen=True)
@@ -91,32 +92,48 @@ def classify(
     synthesis_temperature: float = DEFAULT_SYNTHESIS_TEMPERATURE,
     operating_temperature: float = DEFAULT_OPERATING_TEMPERATURE,
     absent_at: tuple[float, ...] = (),
+    hosts: float | None = None,
+    reservoir_bound: bool = False,
 ) -> DefectClass:
     """Coupled, static, negligible or host unstable, from the concentrations the energies imply.
 
     ``absent_at``: x at which the kind cannot exist (a TM cannot move into an empty site of a
     host that has none): its concentration there is zero. The quenched population is the
     concentration at ``synthesis_x`` (the as-made host) and ``synthesis_temperature``.
+    ``hosts``: for moved-TM kinds, the TMs per formula unit whose states exclude each other
+    (``exclusive_concentration``). ``reservoir_bound``: the defect exchanges atoms other than the
+    working ion (TM, O, F) with a reservoir, which a cell at operating temperature cannot do: it
+    stays at its quenched population and is never coupled.
 
     - host unstable: the energy is below zero at every x at which the kind exists;
     - coupled: the operating-temperature concentration changes by ``COUPLED_DECADES`` or more
       across x, is not negligible and exceeds the quenched population: it follows the state of charge;
     - negligible: below ``NEGLIGIBLE`` per formula unit at both temperatures, at every x;
+    - undetermined: no energy at the synthesis composition to fix its quenched population;
     - static: otherwise; its population is what synthesis left.
+
+    For migration the concentration is zero in the full host, so any x below it at which it
+    exceeds 1e-6 makes it coupled; ``onset_x`` is then the highest such x that is within
+    ``COUPLED_DECADES`` of its largest concentration.
     """
+
+    def at(variants: list[DefectPoint], temperature: float) -> float:
+        pairs = [(p.energy, p.multiplicity) for p in variants]
+        if hosts:
+            return exclusive_concentration(pairs, hosts, temperature)
+        return total_concentration(pairs, temperature)
+
     by_x: dict[float, list[DefectPoint]] = defaultdict(list)
     for point in points:
         by_x[point.x].append(point)
     xs = sorted(by_x)
     energies = {x: min(p.energy for p in by_x[x]) for x in xs}
-    concentrations = {
-        x: total_concentration([(p.energy, p.multiplicity) for p in by_x[x]], operating_temperature) for x in xs
-    }
+    concentrations = {x: at(by_x[x], operating_temperature) for x in xs}
     sites = {
         x: max(by_x[x], key=lambda p: concentration(p.energy, p.multiplicity, operating_temperature)).site for x in xs
     }
     if synthesis_x in by_x:
-        quenched = total_concentration([(p.energy, p.multiplicity) for p in by_x[synthesis_x]], synthesis_temperature)
+        quenched = at(by_x[synthesis_x], synthesis_temperature)
     else:
         quenched = 0.0 if synthesis_x in absent_at else None
     everywhere = {**concentrations, **{x: 0.0 for x in absent_at if x not in concentrations}}
@@ -139,12 +156,23 @@ def classify(
         result.notes.append(
             f"below zero at every computed x (highest {max(energies.values()):+.3f} eV): the host is unstable to it"
         )
-    elif result.span_decades >= COUPLED_DECADES and highest >= NEGLIGIBLE and highest > (quenched or 0.0):
-        result.classification = "coupled"
-        near_top = [x for x in xs if decades(highest, concentrations[x]) < COUPLED_DECADES]
-        result.onset_x = max(near_top)
-        result.onset_site = sites[result.onset_x]
-    elif highest < NEGLIGIBLE and (quenched or 0.0) < NEGLIGIBLE:
+        if len(xs) == 1:
+            result.notes.append(f"computed at x = {xs[0]:.3f} only")
+    elif quenched is None:
+        result.classification = "undetermined"
+        result.notes.append(f"no energy at the synthesis composition x = {synthesis_x:.3f}: no quenched population")
+    elif result.span_decades >= COUPLED_DECADES and highest >= NEGLIGIBLE and highest > quenched:
+        if reservoir_bound:
+            result.notes.append(
+                "its equilibrium population would follow x, but it exchanges atoms other than the working ion "
+                "with a reservoir, which a cycling cell does not: it stays at its quenched population"
+            )
+        else:
+            result.classification = "coupled"
+            near_top = [x for x in xs if decades(highest, concentrations[x]) < COUPLED_DECADES]
+            result.onset_x = max(near_top)
+            result.onset_site = sites[result.onset_x]
+    if result.classification == "static" and highest < NEGLIGIBLE and quenched < NEGLIGIBLE:
         result.classification = "negligible"
     unfavourable = [x for x in xs if x not in result.favourable_x]
     if unfavourable and any(x > min(unfavourable) for x in result.favourable_x):

@@ -30,6 +30,9 @@ class CalculationOutcome:
     #: electrostatic potential energy of an electron at each site (eV; GPAW's atomic potentials,
     #: VASP's "average (electrostatic) potential at core"): a defect's E_F is aligned on it
     site_potentials: list[float] | None = None
+    #: the electrostatic potential (eV) averaged over planes along each cell vector ("0", "1", "2"):
+    #: the input of the Freysoldt correction of a charged defect
+    planar_potential: dict[str, list[float]] | None = None
 
     @property
     def structure(self) -> Structure:
@@ -57,6 +60,23 @@ class Calculator(Protocol):
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Turn the job's output into an entry (with corrections); raise ``CalculatorError`` if unusable."""
+
+
+def supports_charge(calculator: Any) -> bool:
+    """Whether ``calculator`` can compute a charged cell (it has electrons: GPAW, VASP; not ML or xTB here)."""
+    return bool(getattr(calculator, "supports_charge", False))
+
+
+def with_charge(calculator: Any, charge: int) -> Any:
+    """``calculator`` for a cell of net charge ``charge``; one clear line when it cannot hold one."""
+    if charge == 0:
+        return calculator
+    if not supports_charge(calculator):
+        raise CalculatorError(
+            f"{calculator.name} cannot compute charged defects (no electrons to add or remove); "
+            "use gpaw or vasp (or an energy_calculator that is one), or leave defects.charge_states out"
+        )
+    return calculator.with_charge(charge)
 
 
 @dataclass

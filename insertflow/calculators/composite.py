@@ -36,6 +36,15 @@ class GeometryThenEnergy(MSONable):
         return self.geometry.supports_fixed_normal
 
     @property
+    def supports_charge(self) -> bool:
+        """A charged cell is the energy calculator's business (the geometry relaxes it neutral)."""
+        return bool(getattr(self.energy, "supports_charge", False))
+
+    def with_charge(self, charge: int) -> GeometryThenEnergy:
+        """The same geometry calculator (its relaxation is reused); the energy static at ``charge``."""
+        return GeometryThenEnergy(geometry=self.geometry, energy=self.energy.with_charge(charge))
+
+    @property
     def name(self) -> str:
         """``chgnet>gpaw``: geometry, then energy."""
         return f"{self.geometry.name}>{self.energy.name}"

@@ -24,7 +24,7 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +38,7 @@ from pymatgen.electronic_structure.dos import CompleteDos, Dos
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from insertflow.analysis.charged import planar_averages
 from insertflow.analysis.layers import rotate_normal_to_z
 from insertflow.calculators.base import (
     CalculationOutcome,
@@ -96,6 +97,7 @@ class GPAWTaskDoc(BaseModel):
     elapsed_time: float = 0.0
     dos: Any = None  # CompleteDos (statics) or its dict
     site_potentials: list[float] | None = None  # eV, electrostatic potential energy of an electron at each atom
+    planar_potential: dict[str, list[float]] | None = None  # eV, the electrostatic potential averaged over planes
 
     @field_validator("structure", mode="before")
     @classmethod
@@ -125,6 +127,7 @@ class GPAWCalculator(MSONable):
 
     name: ClassVar[str] = "gpaw"
     supports_fixed_normal: ClassVar[bool] = True
+    supports_charge: ClassVar[bool] = True  # a charged cell with a compensating background
 
     mode: Literal["pw", "lcao"] = "pw"
     ecut: float = 450.0  # eV, plane-wave cutoff (pw mode)
@@ -141,6 +144,7 @@ class GPAWCalculator(MSONable):
     steps: int = 100  # ionic steps (relaxation)
     relax_cell: bool = True  # pw mode only; LCAO relaxes positions
     dos_width: float = 0.1  # eV, Gaussian broadening of the projected DOS
+    charge: int = 0  # net charge of the cell (e): +1 removes one electron
     mpi_command: str | None = None  # e.g. "mpiexec -n 32": runs GPAW under MPI (not part of the key)
 
     def __post_init__(self) -> None:
@@ -236,11 +240,17 @@ class GPAWCalculator(MSONable):
             "spinpol": spin,
             "setups": self.setups(structure) or "paw",
         }
+        if self.charge:
+            parameters["charge"] = self.charge
         if self.mode == "lcao":
             parameters["basis"] = self.basis
         return parameters
 
     # --- protocol -------------------------------------------------------------------------
+
+    def with_charge(self, charge: int) -> GPAWCalculator:
+        """These settings for a cell of net charge ``charge`` (another content key)."""
+        return replace(self, charge=int(charge))
 
     def check_relaxation(self) -> None:
         """Refuse a cell relaxation at a cutoff where GPAW's stress is mostly Pulay stress."""
@@ -272,6 +282,7 @@ class GPAWCalculator(MSONable):
         gap = field_of(output, "band_gap")
         magmoms = field_of(output, "magmoms")
         potentials = field_of(output, "site_potentials")
+        planar = field_of(output, "planar_potential")
         return CalculationOutcome(
             entry=entry,
             converged=bool(field_of(output, "converged")),
@@ -281,6 +292,7 @@ class GPAWCalculator(MSONable):
             dos=dos,
             band_edges=None if gap is None else (gap, field_of(output, "cbm"), field_of(output, "vbm")),
             site_potentials=None if potentials is None else [float(v) for v in potentials],
+            planar_potential=None if planar is None else {str(k): [float(x) for x in v] for k, v in planar.items()},
         )
 
 
@@ -355,6 +367,8 @@ def run_gpaw(
     dos = projected_dos(gpaw_calc, final, efermi, calculator.dos_width) if task == "static" else None
     # the L=0 part of the Hartree potential around each atom (eV): what a defect's E_F is aligned on
     potentials = gpaw_calc.get_atomic_electrostatic_potentials().tolist() if task == "static" else None
+    # planes along each cell vector: what Freysoldt's correction of a charged cell aligns
+    planar = planar_averages(gpaw_calc.get_electrostatic_potential())
     return GPAWTaskDoc(
         **doc,
         structure=final,
@@ -372,6 +386,7 @@ def run_gpaw(
         elapsed_time=time.perf_counter() - start,
         dos=dos,
         site_potentials=potentials,
+        planar_potential={str(axis): values.tolist() for axis, values in planar.items()},
     )
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
@@ -60,6 +60,10 @@ from insertflow.calculators.base import (
 from insertflow.errors import CalculatorError
 
 MOCK_MODEL_VERSION = "2"
+#: Mock band edges (eV, absolute): every mock cell is an insulator with its VBM at 0 and a 3 eV gap.
+MOCK_VBM, MOCK_GAP = 0.0, 3.0
+#: Points per axis of the mock's (flat, zero) planar electrostatic potential.
+MOCK_PLANAR_POINTS = 24
 MOBILE_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn")
 ELEMENTAL_ENERGY = {"Li": -1.909, "Na": -1.312, "K": -1.110, "Mg": -1.600, "Ca": -1.990, "Zn": -1.260}
 ANIONS = frozenset({"O", "F", "S", "Se", "Cl", "N"})
@@ -177,6 +181,7 @@ class MockMaker(Maker):
     faults: dict[str, str] = field(default_factory=dict)
     fixed_normal: list[float] | None = None
     seconds: float = 0.0
+    energy_shift: float = 0.0  # eV added to every energy (a charged cell)
 
     @job
     def make(self, structure: Structure) -> MockTaskDoc:
@@ -190,7 +195,7 @@ class MockMaker(Maker):
         final = structure.copy()
         if fault == "drift" and self.task == "relax" and self.fixed_normal is None:
             final = _open_gap_along_c(final, 3.0)
-        energy = float("nan") if fault == "nan" else self.model.energy(final)
+        energy = float("nan") if fault == "nan" else self.model.energy(final) + self.energy_shift
         converged = fault != "no_converge"
         return MockTaskDoc(
             task=self.task,
@@ -229,6 +234,7 @@ class MockCalculator(MSONable):
 
     name: ClassVar[str] = "mock"
     supports_fixed_normal: ClassVar[bool] = True
+    supports_charge: ClassVar[bool] = True  # a bookkeeping model (see charge_level), for tests of the charged path
 
     voltage: float = 3.9
     interaction: float = 1.0
@@ -237,6 +243,8 @@ class MockCalculator(MSONable):
     tm_ion_contact: float = 0.0
     faults: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0  # how long each calculation takes (tests of concurrent workers); not in the key
+    charge: int = 0  # net charge of the cell: E(q) = E(0) + q * charge_level (no electrons: bookkeeping only)
+    charge_level: float = -2.0  # eV: puts a donor's (0/+) level 2 eV above the mock VBM, before correction
 
     def __post_init__(self) -> None:
         unknown = {k: v for k, v in self.faults.items() if v not in FAULT_MODES}
@@ -258,11 +266,14 @@ class MockCalculator(MSONable):
         """Name, model version and settings (faults included: a faulty run is a different run)."""
         model = self.model.as_dict()
         settings = {k: v for k, v in model.items() if not k.startswith("@") and k != "cutoff"}
-        return {
-            "name": self.name,
-            "version": MOCK_MODEL_VERSION,
-            "settings": {**settings, "faults": dict(sorted(self.faults.items()))},
-        }
+        settings = {**settings, "faults": dict(sorted(self.faults.items()))}
+        if self.charge:  # neutral keys stay what they were
+            settings |= {"charge": self.charge, "charge_level": self.charge_level}
+        return {"name": self.name, "version": MOCK_MODEL_VERSION, "settings": settings}
+
+    def with_charge(self, charge: int) -> MockCalculator:
+        """The same model for a cell of net charge ``charge``."""
+        return replace(self, charge=int(charge))
 
     def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None):
         """A mock job; ``fixed_normal`` suppresses the ``drift`` fault, as a real constraint would."""
@@ -274,6 +285,7 @@ class MockCalculator(MSONable):
             faults=self.faults,
             fixed_normal=fixed_normal,
             seconds=self.seconds,
+            energy_shift=self.charge * self.charge_level,
         )
         return maker.make(structure)
 
@@ -295,9 +307,12 @@ class MockCalculator(MSONable):
         structure = as_structure(field_of(output, "structure"))
         energy = check_energy(field_of(output, "energy"), structure.composition.reduced_formula, "mock")
         entry = ComputedStructureEntry(structure, energy, parameters={"calculator": self.identity()})
+        flat = [0.0] * MOCK_PLANAR_POINTS
         return CalculationOutcome(
             entry=entry,
             converged=bool(field_of(output, "converged")),
             n_steps=field_of(output, "n_steps"),
             wall_time_s=field_of(output, "elapsed_time"),
+            band_edges=(MOCK_GAP, MOCK_VBM + MOCK_GAP, MOCK_VBM),
+            planar_potential={str(axis): flat for axis in range(3)},
         )

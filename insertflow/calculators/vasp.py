@@ -10,7 +10,7 @@ checked without them (``input_set(..., potcar_spec=True)`` writes POTCAR.spec on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,10 +50,12 @@ class VaspCalculator(MSONable):
 
     name: ClassVar[str] = "vasp"
     supports_fixed_normal: ClassVar[bool] = False  # a stacking-only cell constraint needs IOPTCELL (VASP >= 6.4)
+    supports_charge: ClassVar[bool] = True  # NELECT from the structure's charge (pymatgen's use_structure_charge)
 
     preset: str = "mp_gga_u"
     user_incar_settings: dict = field(default_factory=dict)  # on top of the preset, e.g. {"EDIFF": 1e-6}
     dos: bool = True  # static tasks are DOS-quality (LORBIT 11, tetrahedron)
+    charge: int = 0  # net charge of the cell (e): NELECT = valence electrons - charge
 
     def __post_init__(self) -> None:
         self._preset = load_preset(self.preset)
@@ -75,7 +77,7 @@ class VaspCalculator(MSONable):
 
     def input_set(self, structure: Structure, task: str, potcar_spec: bool = False):
         """Pymatgen's VaspInput (INCAR, KPOINTS, POSCAR, POTCAR or POTCAR.spec) for ``task``."""
-        return self._generator(structure, task).get_input_set(structure, potcar_spec=potcar_spec)
+        return self._generator(structure, task).get_input_set(self.charged(structure), potcar_spec=potcar_spec)
 
     def _generator(self, structure: Structure, task: str):
         from pymatgen.io.vasp.sets import MPRelaxSet, MPStaticSet
@@ -86,7 +88,16 @@ class VaspCalculator(MSONable):
             auto_metal_kpoints=True,
             inherit_incar=False,
             user_incar_settings=self.incar_settings(structure, task),
+            use_structure_charge=bool(self.charge),
         )
+
+    def with_charge(self, charge: int) -> VaspCalculator:
+        """These settings for a cell of net charge ``charge`` (NELECT changes; another content key)."""
+        return replace(self, user_incar_settings=dict(self.user_incar_settings), charge=int(charge))
+
+    def charged(self, structure: Structure) -> Structure:
+        """``structure`` carrying this calculator's net charge (pymatgen's input sets read NELECT from it)."""
+        return structure if not self.charge else Structure.from_sites(structure, charge=self.charge)
 
     def identity(self) -> dict:
         """atomate2/pymatgen versions, the preset's values and the overrides."""
@@ -97,6 +108,7 @@ class VaspCalculator(MSONable):
                 "preset": self._preset,
                 "user_incar_settings": dict(sorted(self.user_incar_settings.items())),
                 "dos": self.dos,
+                "charge": self.charge,
             },
         }
 
@@ -106,7 +118,7 @@ class VaspCalculator(MSONable):
         from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
 
         maker_cls = MPGGARelaxMaker if task == "relax" else MPGGAStaticMaker
-        return maker_cls(input_set_generator=self._generator(structure, task)).make(structure)
+        return maker_cls(input_set_generator=self._generator(structure, task)).make(self.charged(structure))
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry (with MP2020 corrections) from atomate2's ``TaskDoc``; unsuccessful runs are refused."""

@@ -295,6 +295,8 @@ def _record(
         layer_gap_growth=growth,
         descriptors=descriptors,
         site_potentials=outcome.site_potentials,
+        planar_potential=outcome.planar_potential,
+        band_edges=None if outcome.band_edges is None else list(outcome.band_edges),
         **base,
     )
     progress.emit(

@@ -16,11 +16,20 @@ from jobflow import Flow, Maker, OnMissing, Response, job
 from pymatgen.core import Composition, Structure
 
 from insertflow import progress
+from insertflow.analysis.alignment import locate_defect
+from insertflow.analysis.charged import (
+    ChargeState,
+    charged_summary,
+    freysoldt_correction,
+    guess_charge_states,
+    on_grid,
+)
 from insertflow.analysis.chemical_potentials import StabilityRegion, impurity_potential, stability_region
 from insertflow.analysis.concentrations import (
     DEFAULT_OPERATING_TEMPERATURE,
     DEFAULT_SYNTHESIS_TEMPERATURE,
     concentration,
+    exclusive_concentration,
 )
 from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
 from insertflow.analysis.energy_scale import energy_scale, mixes_scales
@@ -35,7 +44,7 @@ from insertflow.analysis.geometry import (
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
-from insertflow.calculators.base import Calculator, as_structure
+from insertflow.calculators.base import Calculator, as_structure, supports_charge, with_charge
 from insertflow.competing import competing_phases, elemental_reference, task_for
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
@@ -80,13 +89,41 @@ class DefectStudyMaker(Maker):
     synthesis_temperature: float = DEFAULT_SYNTHESIS_TEMPERATURE  # K: the as-made population is quenched from it
     operating_temperature: float = DEFAULT_OPERATING_TEMPERATURE  # K: coupled defects follow x at this T
     discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
+    charge_states: dict[str, list[int]] | str | None = None  # per kind, or "auto" (from oxidation states)
+    dielectric: float | list[float] | None = None  # the host's static dielectric constant (Freysoldt)
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
+
+    def charges_of(self, host: Host, candidate: DefectCandidate) -> list[int]:
+        """The non-zero charge states computed for ``candidate`` (moved TMs stay neutral)."""
+        if not self.charge_states or candidate.kind in ("migration", "exchange"):
+            return []
+        if self.charge_states == "auto":
+            states = guess_charge_states(candidate.change, host.oxidation_states)
+        else:
+            states = list(self.charge_states.get(candidate.kind, []))
+        return [int(q) for q in states if q]
+
+    def check_charges(self) -> None:
+        """Charge states need a calculator with electrons and a dielectric constant: one line if not."""
+        if not self.charge_states:
+            return
+        if isinstance(self.charge_states, str) and self.charge_states != "auto":
+            raise RecipeError(
+                f"defects.charge_states: 'auto' or a mapping kind -> charges (got {self.charge_states!r})"
+            )
+        with_charge(self.calculator, 1)  # CalculatorError naming the calculator when it has no electrons
+        if self.dielectric is None:
+            raise RecipeError(
+                "defects.charge_states needs defects.dielectric: the host's static dielectric constant "
+                "(a number or three diagonal values) for the Freysoldt correction"
+            )
 
     def plan(self, host: Host) -> tuple[list[list[int]], list, list[DefectCandidate], list[str]]:
         """Supercell, pristine orderings and defect candidates (no calculator involved)."""
         if self.calculator is None:
             raise CalculatorError("DefectStudyMaker needs a calculator")
+        self.check_charges()
         check_host_can_have(host, self.settings.kinds)
         matrix = choose_supercell(host, self.settings)
         pristine = pristine_orderings(host, matrix, self.settings)
@@ -151,6 +188,13 @@ class DefectStudyMaker(Maker):
         pristine_inputs = [rattled(o.structure, self.settings.rattle, self.settings.rattle_seed) for o in pristine]
         pristine_jobs = [relax(f"pristine {o.label}", s) for o, s in zip(pristine, pristine_inputs, strict=True)]
         defect_jobs = [relax(c.label, c.structure) for c in candidates]
+        charged = [(c, q) for c in candidates for q in self.charges_of(host, c)]
+        charged_jobs = [
+            CalculationMaker(
+                calculator=with_charge(calc, q), label=f"{c.label} q={q:+d}", study=self.study, guard=self.guard
+            ).make(c.structure)
+            for c, q in charged
+        ]
         full = host.structure.copy()
         full.make_supercell(matrix)
         context = {
@@ -171,6 +215,8 @@ class DefectStudyMaker(Maker):
             ],
             "candidates": [_candidate_meta(c) for c in candidates],
             "full_supercell": full.as_dict(),
+            "charged": [{"candidate": c.label, "charge": q, "label": f"{c.label} q={q:+d}"} for c, q in charged],
+            "dielectric": self.dielectric,
         }
         analysis = analyse_defects(
             [j.output for j in pristine_jobs],
@@ -180,11 +226,12 @@ class DefectStudyMaker(Maker):
             calc,
             self.guard,
             context,
+            [j.output for j in charged_jobs],
         )
         analysis.name = f"defect analysis {host.formula}"
         analysis.config.on_missing_references = OnMissing.NONE
         analysis.metadata["insertflow"] = {"kind": "defect_analysis", "study": self.study}
-        jobs = [ion_job, *reference_jobs.values(), *pristine_jobs, *defect_jobs, analysis]
+        jobs = [ion_job, *reference_jobs.values(), *pristine_jobs, *defect_jobs, *charged_jobs, analysis]
         return Flow(jobs, output=analysis.output, name=f"{self.study}: {self.name}")
 
 
@@ -200,20 +247,9 @@ def _parse(raw) -> CalculationRecord | None:
     return None if raw is None else CalculationRecord.model_validate(raw)
 
 
-@job
-def analyse_defects(
-    pristine_records: list,
-    defect_records: list,
-    reference_records: dict,
-    ion_record,
-    calculator: Calculator,
-    guard: LayerGuard,
-    context: dict,
-) -> Response:
-    """Defect energies and classes; then the discharge relaxations (if coupled) and the final document."""
+def _new_document(context: dict, calculator: Calculator) -> DefectStudyDoc:
+    """The study document before any result: host, calculator, supercell, settings and energy scale."""
     host = context["host"]
-    ion = host["working_ion"]
-    framework = framework_unit(host["formula"], ion)
     doc = DefectStudyDoc(
         study=context["study"],
         host=host,
@@ -229,6 +265,25 @@ def analyse_defects(
             f"{doc.energy_scale['calculator']} energies carry no MP2020-style correction: its oxides (with U) and "
             "metals (without) are on different scales, so limits bounded by a TM metal mix the two"
         )
+    return doc
+
+
+@job
+def analyse_defects(
+    pristine_records: list,
+    defect_records: list,
+    reference_records: dict,
+    ion_record,
+    calculator: Calculator,
+    guard: LayerGuard,
+    context: dict,
+    charged_records: list | None = None,
+) -> Response:
+    """Defect energies and classes; then the discharge relaxations (if coupled) and the final document."""
+    host = context["host"]
+    ion = host["working_ion"]
+    framework = framework_unit(host["formula"], ion)
+    doc = _new_document(context, calculator)
     ion_rec = _parse(ion_record)
     records: dict[str, CalculationRecord | None] = {}
     for meta, raw in zip(context["pristine"], pristine_records, strict=True):
@@ -236,7 +291,11 @@ def analyse_defects(
     for meta, raw in zip(context["candidates"], defect_records, strict=True):
         records[meta["label"]] = _parse(raw)
     references = {label: _parse(raw) for label, raw in reference_records.items()}
-    everything = {**records, "working_ion": ion_rec, **{f"competing {k}": v for k, v in references.items()}}
+    charged = {
+        m["label"]: _parse(raw) for m, raw in zip(context.get("charged", []), charged_records or [], strict=True)
+    }
+    everything = {**records, **charged, "working_ion": ion_rec}
+    everything |= {f"competing {k}": v for k, v in references.items()}
     _note_failures(doc, everything)
     doc.calculations = [r for r in everything.values() if r is not None]
 
@@ -259,9 +318,10 @@ def analyse_defects(
 
     phases = _competing_energies(references, ion_rec, ion, doc)
     regions = _stability_regions(context, verified, phases, charge, ion, doc)
-    rows = _defect_rows(context, records, ok, reference_of, regions, phases, doc)
+    rows = _defect_rows(context, records, ok, verified, reference_of, regions, phases, doc)
     _check_defect_geometry(rows, context, ok, full, cations)
     classes = _classify_all(rows, context, doc)
+    _charged_states(rows, context, ok, charged_records or [], verified, regions, phases, calculator, doc)
     doc.f_o_reduction = _f_o_reduction(rows, ok, context)
 
     migrated = _coupled_migration(rows, classes, doc)
@@ -305,6 +365,16 @@ def _verified_pristine(context, records, ok, full, cations, doc) -> tuple[list, 
                 f"{m['label']} changed during relaxation ({geometry[m['label']]}): not used as a reference"
             )
     reference_of = _references(verified)
+    for m in context["pristine"]:
+        lowest = reference_of.get(m["x"])
+        if m["label"] not in ok or geometry[m["label"]] == "kept" or lowest is None:
+            continue
+        below = lowest[1].entry.energy - ok[m["label"]].entry.energy
+        if below > 1e-6:
+            doc.notes.append(
+                f"{m['label']} relaxed into another arrangement {below:.3f} eV below the reference "
+                f"{lowest[0]['label']}: the ordering it became may be the ground state at x"
+            )
     doc.pristine = [
         {
             "label": m["label"],
@@ -328,9 +398,15 @@ def _references(verified: list) -> dict[float, tuple[dict, CalculationRecord]]:
     return best
 
 
-def _defect_rows(context, records, ok, reference_of, regions, phases, doc) -> list[DefectResult]:
-    """One result per candidate, with energies at every limit where it and the reference at its x finished."""
+def _defect_rows(context, records, ok, verified, reference_of, regions, phases, doc) -> list[DefectResult]:
+    """One result per candidate, measured from its own (verified) host ordering, at every limit of its region.
+
+    A defect is built in one ordering; measuring it from another would add that ordering's energy
+    above the lowest one (a whole-supercell term, not a defect property), so that difference is
+    reported on the row (``host_above_reference``) instead.
+    """
     limit = context["limit"]
+    hosts = {m["ordering"]: (m, r) for m, r in verified}
     rows = []
     for meta in context["candidates"]:
         record = records[meta["label"]]
@@ -338,28 +414,45 @@ def _defect_rows(context, records, ok, reference_of, regions, phases, doc) -> li
         if record is not None:
             row.status, row.reason = record.status, record.reason
             row.content_key, row.reused = record.content_key, record.reused
+        host = hosts.get(meta["host_label"])
         reference = reference_of.get(meta["x"])
-        if meta["label"] in ok and reference is not None:
-            ref_meta, ref_record = reference
-            row.reference_label = ref_meta["label"]
-            e_defect, base = ok[meta["label"]].entry.energy, ref_record.entry.energy
+        if meta["label"] in ok and host is None:
+            row.counted = False
+            row.geometry = "its host ordering did not relax or changed its map: no reference"
+        if meta["label"] in ok and host is not None:
+            host_meta, host_record = host
+            row.reference_label = host_meta["label"]
+            row.host_above_reference = round(host_record.entry.energy - reference[1].entry.energy, 6)
+            e_defect, base = ok[meta["label"]].entry.energy, host_record.entry.energy
             row.raw_difference = e_defect - base
             if row.kind in ("migration", "exchange"):
                 row.energy = row.raw_difference
             else:
-                _energies_at_limits(row, e_defect, base, regions.get(ref_meta["ordering"]), phases, limit, doc)
+                _energies_at_limits(row, e_defect, base, regions.get(host_meta["ordering"]), phases, limit, doc)
         rows.append(row)
+    above = sorted(
+        {(r.x, r.reference_label, r.host_above_reference) for r in rows if (r.host_above_reference or 0) > 1e-3}
+    )
+    for x, label, gap in above:
+        doc.notes.append(
+            f"defects at x={x:.3f} are made in {label}, {gap:.3f} eV (per supercell) above the lowest ordering "
+            "there; their energies are measured from their own host"
+        )
     doc.defects = rows
     doc.chemical_potential_limit = limit
     doc.chemical_potentials = {}
-    for x, (meta, _) in sorted(reference_of.items()):
+    used = sorted({(r.x, r.reference_label) for r in rows if r.reference_label})
+    per_x = {x: sum(1 for xx, _ in used if xx == x) for x, _ in used}
+    for x, label in used:  # the mu each defect's energy used: its own host's region
+        meta, _ = next((m, r) for m, r in verified if m["label"] == label)
         region = regions.get(meta["ordering"])
         chosen = None if region is None else _limit_of(region, limit)
         if chosen is None:
             continue
         added = {el for c in context["candidates"] for el, n in c["change"].items() if n > 0}
         mu, _ = _with_impurities(chosen.mu, added, phases)  # an unbounded one is reported per defect
-        doc.chemical_potentials |= {f"{el}(x={x:.3f})": round(v, 6) for el, v in sorted(mu.items())}
+        tag = f"x={x:.3f}" if per_x[x] == 1 else f"x={x:.3f} {meta['ordering']}"
+        doc.chemical_potentials |= {f"{el}({tag})": round(v, 6) for el, v in sorted(mu.items())}
     return rows
 
 
@@ -384,6 +477,7 @@ def _check_defect_geometry(rows: list[DefectResult], context: dict, ok: dict, fu
         start, relaxed = as_structure(meta["structure"]), ok[row.label].entry.structure
         if not same_atom_order(start, relaxed):
             row.geometry = "not checked: the relaxed cell lists its atoms in another order"
+            row.counted = False
             continue
         parents = parent_sites(full, start, cations)
         moved = meta.get("moved_index")
@@ -399,7 +493,62 @@ def _check_defect_geometry(rows: list[DefectResult], context: dict, ok: dict, fu
         if changes:
             parts.append("changed: " + describe_changes(changes))
         row.geometry = "; ".join(parts) or "kept"
-        row.counted = not changes and (outcome is None or outcome.migrated)
+        row.counted = row.counted and not changes and (outcome is None or outcome.migrated)
+
+
+def _charged_states(rows, context, ok, charged_records, verified, regions, phases, calculator, doc) -> None:
+    """Formation energy vs E_F, with the Freysoldt correction, for the defects computed in several charges."""
+    if not context.get("charged"):
+        doc.charge_treatment = f"neutral only: {calculator.identity()['name']} was not asked for charge states"
+        if not supports_charge(calculator):
+            doc.charge_treatment = (
+                f"neutral only: {calculator.identity()['name']} has no electrons to add or remove (ML or xTB)"
+            )
+        return
+    dielectric = context["dielectric"]
+    doc.charge_treatment = (
+        f"charge states from {calculator.identity()['name']}, Freysoldt correction (pymatgen-analysis-defects) with "
+        f"dielectric {dielectric}; E_F from the host's VBM; classes use the neutral energies"
+    )
+    hosts = {m["label"]: r for m, r in verified}
+    by_candidate: dict[str, list[tuple[int, CalculationRecord | None, str]]] = {}
+    for meta, raw in zip(context["charged"], charged_records, strict=True):
+        by_candidate.setdefault(meta["candidate"], []).append((meta["charge"], _parse(raw), meta["label"]))
+    for row in rows:
+        if row.label not in by_candidate or row.label not in ok or row.reference_label not in hosts:
+            continue
+        host = hosts[row.reference_label]
+        if host.band_edges is None or host.planar_potential is None:
+            doc.missing.append(f"{row.label}: its host has no band edges or planar potential: no charged energies")
+            continue
+        gap, _, vbm = host.band_edges
+        bulk_planar = {int(k): np.asarray(v) for k, v in host.planar_potential.items()}
+        states = [ChargeState(0, ok[row.label].entry.energy)]
+        for charge, record, label in sorted(by_candidate[row.label], key=lambda item: item[0]):
+            entry = {"charge": charge, "label": label, "status": None if record is None else record.status}
+            if record is None or record.status != "ok" or record.planar_potential is None:
+                entry["reason"] = "did not finish" if record is None else (record.reason or "no planar potential")
+                row.charge_states.append(entry)
+                continue
+            relaxed = record.entry.structure
+            centre = locate_defect(relaxed, host.entry.structure).centre
+            defect_planar = on_grid({int(k): np.asarray(v) for k, v in record.planar_potential.items()}, bulk_planar)
+            correction, parts = freysoldt_correction(
+                charge, dielectric, defect_planar, bulk_planar, host.entry.structure.lattice, centre
+            )
+            states.append(ChargeState(charge, record.entry.energy, correction))
+            entry |= {"energy": record.entry.energy, "correction": round(correction, 6)}
+            entry |= {k: round(v, 6) for k, v in parts.items() if k in ("electrostatic", "alignment")}
+            row.charge_states.append(entry)
+        region = regions.get(next(m["ordering"] for m, _ in verified if m["label"] == row.reference_label))
+        if region is None:
+            continue
+        mu_by_limit = {}
+        for chosen in region.limits:
+            mu, unbounded = _with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
+            if not unbounded:
+                mu_by_limit[chosen.name] = mu
+        row.charged = charged_summary(states, host.entry.energy, row.change, mu_by_limit, vbm, gap)
 
 
 def _limit_of(region: StabilityRegion, name: str):
@@ -451,12 +600,39 @@ def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) 
     synthesis_x = max(m["x"] for m in context["pristine"])
     counted = [r.model_dump() for r in rows if r.counted]
     left_out = [r for r in rows if not r.counted]
+    ion = context["host"]["working_ion"]
+    unit = framework_unit(context["host"]["formula"], ion)
+    tms_per_fu = sum(unit[el] for el in context["host"]["redox_elements"])
     classes = {}
     for kind, points in group_points(counted).items():
-        # a TM cannot move into an empty site of the as-made host: it has none
-        absent = (synthesis_x,) if kind == "migration" and all(p.x != synthesis_x for p in points) else ()
-        result = classify(kind, points, synthesis_x, synthesis_t, operating_t, absent_at=absent)
+        built_at = {m["x"] for m in context["candidates"] if m["kind"] == kind}
+        # a TM cannot move into an empty site of the as-made host when it has none: none was built there
+        absent = (synthesis_x,) if kind == "migration" and synthesis_x not in built_at else ()
+        moved_tm = kind in ("migration", "exchange")
+        changed = {el for m in context["candidates"] if m["kind"] == kind for el, n in m["change"].items() if n}
+        result = classify(
+            kind,
+            points,
+            synthesis_x,
+            synthesis_t,
+            operating_t,
+            absent_at=absent,
+            hosts=tms_per_fu if moved_tm else None,
+            reservoir_bound=bool(changed - {ion}),
+        )
+        for row in rows:
+            if row.kind == kind and row.energy is not None and moved_tm:
+                pair = [(row.energy, row.multiplicity)]
+                row.concentration_operating = exclusive_concentration(pair, tms_per_fu, operating_t)
+                row.concentration_synthesis = exclusive_concentration(pair, tms_per_fu, synthesis_t)
         dropped = [r.label for r in left_out if r.kind == kind and r.energy is not None]
+        for x, lowest in result.energies.items():
+            below = [r for r in left_out if r.kind == kind and r.x == x and r.energy is not None and r.energy < lowest]
+            for r in below:
+                result.notes.append(
+                    f"{r.label} ({r.geometry}) lies {lowest - r.energy:.3f} eV below every counted one at x={x:.3f}: "
+                    "what it became is a candidate in its own right"
+                )
         if dropped:
             result.notes.append(f"left out, the relaxed cell is not what was built: {', '.join(dropped)}")
         classes[kind] = result
