@@ -254,6 +254,10 @@ def render_defects(doc: dict, where: str) -> str:
         )
         state = "stable" if region["stable"] else f"{region['above_competing']:.3f} eV/f.u. above its competing phases"
         lines.append(f"    x={region['x']:.3f} ({state}): {limits}")
+        if region.get("synthesis"):
+            point = region["synthesis"]
+            mu = ", ".join(f"{el} {value:.2f}" for el, value in point["mu"].items())
+            lines.append(f"      synthesis, {point['name']}: {mu}" + "".join(f" ({n})" for n in point["notes"]))
     limit = doc.get("chemical_potential_limit")
     classes = doc.get("classes", [])
     t_op = next((c["operating_temperature"] for c in classes if c.get("operating_temperature")), None)
@@ -266,6 +270,18 @@ def render_defects(doc: dict, where: str) -> str:
         lines.append(
             f"  {row['label'][:58]:<58} {row['x']:6.3f} {row.get('status') or '-':<8} {energy:>8} {share:>8}{flag}"
         )
+    for row in doc.get("defects", []):
+        charged = row.get("charged") or {}
+        chosen = {k: v for k, v in charged.items() if limit and limit in k.split(" / ")} or charged
+        for name, summary in chosen.items():
+            levels = ", ".join(f"{e:.2f} eV" for e, _ in summary["transition_levels"]) or "none in the gap"
+            lines.append(
+                f"  {row['label'][:48]} at {name}: transition levels {levels} above the VBM; stable "
+                f"{summary['at_vbm']['charge']:+d} at the VBM ({summary['at_vbm']['energy']:+.2f} eV), "
+                f"{summary['at_cbm']['charge']:+d} at the CBM ({summary['at_cbm']['energy']:+.2f} eV)"
+            )
+    if doc.get("charge_treatment"):
+        lines.append(f"  Charges: {doc['charge_treatment']}")
     for cls in classes:
         text = f"  {cls['kind']}: {cls['classification']}"
         shares = [c for _, c in cls.get("concentrations", [])]

@@ -88,6 +88,7 @@ class DefectsSpec(BaseModel):
     )
     synthesis_temperature: float = Field(1000.0, gt=0, description="K: the as-made population is quenched from it")
     operating_temperature: float = Field(300.0, gt=0, description="K: a coupled defect follows x at this T")
+    oxygen_pressure: float = Field(0.21, gt=0, description="atm of O2 at synthesis: the quenched population's mu_O")
     discharge_orderings: int = Field(1, ge=1, description="Re-lithiated orderings per x on the discharge branch")
     charge_states: dict[str, list[int]] | Literal["auto"] | None = Field(
         None, description="Charges per kind (e.g. F_O: [-1, 0, 1]) or auto (from oxidation states); gpaw, vasp"

@@ -109,7 +109,7 @@ def _electronic_calculator(recipe: Recipe, host: Host):
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
     spec = recipe.defects or DefectsSpec()
     maker_only = {"chemical_potentials", "limit", "competing_phases", "discharge_orderings"}
-    maker_only |= {"synthesis_temperature", "operating_temperature", "charge_states", "dielectric"}
+    maker_only |= {"synthesis_temperature", "operating_temperature", "oxygen_pressure", "charge_states", "dielectric"}
     settings = DefectSettings(**spec.model_dump(exclude=maker_only))
     maker = DefectStudyMaker(
         calculator=calculator,
@@ -119,6 +119,7 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
         extra_phases={label: read_structure(path, recipe.folder) for label, path in spec.competing_phases.items()},
         synthesis_temperature=spec.synthesis_temperature,
         operating_temperature=spec.operating_temperature,
+        oxygen_pressure=spec.oxygen_pressure,
         charge_states=spec.charge_states,
         dielectric=spec.dielectric,
         discharge_orderings=spec.discharge_orderings,

@@ -207,6 +207,10 @@ class DefectResult(BaseModel):
     energies_at_limits: dict[str, float] = Field(
         default_factory=dict, description="Defect energy (eV) at each limit of the host's stability region at x"
     )
+    energy_synthesis: float | None = Field(
+        None,
+        description="eV, at the synthesis point (O2 at the synthesis T and pressure): sets the quenched population",
+    )
     reference_label: str | None = Field(
         None, description="The pristine ordering the energy is measured from: the one the defect was made in"
     )

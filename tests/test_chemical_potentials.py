@@ -77,3 +77,37 @@ def test_each_calculator_says_which_energy_scale_it_is_on():
     assert energy_scale(pair.identity())["calculator"] == "xtb"  # the energy's calculator decides
     assert mixes_scales({"name": "gpaw"}, {"Co", "O"}) and not mixes_scales({"name": "gpaw"}, {"Li"})
     assert not mixes_scales({"name": "chgnet"}, {"Co", "O"})
+
+
+def test_oxygen_shift_reproduces_the_janaf_values_reuter_and_scheffler_tabulate():
+    from insertflow.analysis.chemical_potentials import oxygen_shift
+
+    # Reuter and Scheffler, Phys. Rev. B 65, 035406 (2001), Table I: Delta mu_O(T, 1 atm), eV
+    published = {300: -0.27, 500: -0.50, 700: -0.73, 800: -0.85, 1000: -1.10}
+    for temperature, value in published.items():
+        assert oxygen_shift(temperature) == pytest.approx(value, abs=0.01)
+    # air (0.21 atm) lowers it by kT/2 ln(1/0.21): 67 meV at 1000 K
+    assert oxygen_shift(1000, 0.21) - oxygen_shift(1000) == pytest.approx(-0.0672, abs=5e-4)
+    with pytest.raises(ValueError, match="100-2000 K"):
+        oxygen_shift(3000)
+
+
+def test_the_synthesis_point_puts_the_host_in_o2_at_the_synthesis_temperature():
+    from pymatgen.core import Composition
+
+    from insertflow.analysis.chemical_potentials import oxygen_shift
+    from insertflow.flows.defects import _synthesis_point
+
+    class Entry:  # what the record of a relaxed host gives: composition and energy
+        composition, energy = Composition("Li4Co4O8"), -4 * 22.0
+
+    record = type("Record", (), {"entry": Entry()})()
+    phases = {"O2": (Composition("O2"), -9.8), "Co": (Composition("Co2"), -14.0), "CoO": (Composition("CoO"), -16.0)}
+    context = {"synthesis_temperature": 1000.0, "oxygen_pressure": 0.21, "chemical_potentials": {}}
+    point = _synthesis_point(context, record, phases, {"Li": -3.0})
+    mu_o = -4.9 + oxygen_shift(1000.0, 0.21)
+    assert point.name == "O2 at 1000 K, 0.21 atm"
+    assert point.mu["O"] == pytest.approx(mu_o, abs=1e-9)
+    assert point.mu["Co"] == pytest.approx(-22.0 + 3.0 - 2 * mu_o, abs=1e-6)  # the host fixes the rest
+    held = {**context, "chemical_potentials": {"O": -5.0}}
+    assert _synthesis_point(held, record, phases, {"Li": -3.0}) is None  # a recipe's mu_O is not overridden

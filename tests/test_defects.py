@@ -414,6 +414,10 @@ def test_charged_states_reach_the_formation_energy_diagram_with_their_correction
         assert level == pytest.approx(2.0 - expected, abs=1e-4)  # the (0/+) donor level
         assert summary["at_vbm"]["charge"] == 1 and summary["at_cbm"]["charge"] == 0
     assert 0 < 2.0 - expected < MOCK_GAP
+    from insertflow.cli import render_defects
+
+    shown = render_defects(doc, "memory")
+    assert "transition levels" in shown and "Charges: charge states from mock" in shown
 
 
 def mock_energy_of(doc, label):

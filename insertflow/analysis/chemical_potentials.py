@@ -208,3 +208,33 @@ def impurity_potential(
     if best is None:
         raise ValueError(f"no competing phase holds {element}: its chemical potential is unbounded")
     return best
+
+
+#: NIST-JANAF Shomate coefficients of O2 gas (A..G; kJ/mol, J/mol/K with t = T/1000), by range (K).
+_O2_SHOMATE = (
+    (100.0, 700.0, (31.32234, -20.23531, 57.86644, -36.50624, -0.007374, -8.903471, 246.7945)),
+    (700.0, 2000.0, (30.03235, 8.772972, -3.988133, 0.788313, -0.741599, -11.32468, 236.1663)),
+)
+#: H(298.15 K) - H(0 K) of O2, kJ/mol (JANAF).
+_O2_H298_MINUS_H0 = 8.683
+_KJ_PER_MOL_PER_EV = 96.4853
+BOLTZMANN_EV = 8.617333262e-5
+
+
+def oxygen_shift(temperature: float, pressure: float = 1.0) -> float:
+    """Delta mu_O(T, p) in eV per O atom: 1/2 [G(O2, T, p) - E(O2, 0 K)], ideal gas, p in atm.
+
+    1/2 {[H(T) - H(0)] - T S(T)} from the Shomate fit to NIST-JANAF, plus 1/2 kT ln(p / 1 atm)
+    (as Reuter and Scheffler, Phys. Rev. B 65, 035406 (2001), who tabulate -0.27 eV at 300 K and
+    -1.10 eV at 1000 K, 1 atm). Zero-point energy is left in E(O2), as there.
+    """
+    if pressure <= 0:
+        raise ValueError(f"the O2 pressure must be positive (got {pressure} atm)")
+    for low, high, (a, b, c, d, e, f, g) in _O2_SHOMATE:
+        if low <= temperature <= high:
+            t = temperature / 1000.0
+            enthalpy = a * t + b * t**2 / 2 + c * t**3 / 3 + d * t**4 / 4 - e / t + f  # H(T) - H(298.15 K)
+            entropy = a * np.log(t) + b * t + c * t**2 / 2 + d * t**3 / 3 - e / (2 * t**2) + g
+            gibbs = enthalpy + _O2_H298_MINUS_H0 - temperature * entropy / 1000.0  # kJ/mol of O2
+            return float(gibbs / _KJ_PER_MOL_PER_EV / 2 + 0.5 * BOLTZMANN_EV * temperature * np.log(pressure))
+    raise ValueError(f"the O2 tables cover 100-2000 K (got {temperature} K)")

@@ -94,6 +94,7 @@ def classify(
     absent_at: tuple[float, ...] = (),
     hosts: float | None = None,
     reservoir_bound: bool = False,
+    synthesis_points: list[DefectPoint] | None = None,
 ) -> DefectClass:
     """Coupled, static, negligible or host unstable, from the concentrations the energies imply.
 
@@ -103,7 +104,9 @@ def classify(
     ``hosts``: for moved-TM kinds, the TMs per formula unit whose states exclude each other
     (``exclusive_concentration``). ``reservoir_bound``: the defect exchanges atoms other than the
     working ion (TM, O, F) with a reservoir, which a cell at operating temperature cannot do: it
-    stays at its quenched population and is never coupled.
+    stays at its quenched population and is never coupled. ``synthesis_points``: the energies at
+    the synthesis conditions (O2 at the synthesis temperature and pressure), when they differ
+    from the ``points`` at the synthesis x; they set the quenched population.
 
     - host unstable: the energy is below zero at every x at which the kind exists;
     - coupled: the operating-temperature concentration changes by ``COUPLED_DECADES`` or more
@@ -132,7 +135,9 @@ def classify(
     sites = {
         x: max(by_x[x], key=lambda p: concentration(p.energy, p.multiplicity, operating_temperature)).site for x in xs
     }
-    if synthesis_x in by_x:
+    if synthesis_points:
+        quenched = at(synthesis_points, synthesis_temperature)
+    elif synthesis_x in by_x:
         quenched = at(by_x[synthesis_x], synthesis_temperature)
     else:
         quenched = 0.0 if synthesis_x in absent_at else None

@@ -24,14 +24,20 @@ from insertflow.analysis.charged import (
     guess_charge_states,
     on_grid,
 )
-from insertflow.analysis.chemical_potentials import StabilityRegion, impurity_potential, stability_region
+from insertflow.analysis.chemical_potentials import (
+    Limit,
+    StabilityRegion,
+    impurity_potential,
+    oxygen_shift,
+    stability_region,
+)
 from insertflow.analysis.concentrations import (
     DEFAULT_OPERATING_TEMPERATURE,
     DEFAULT_SYNTHESIS_TEMPERATURE,
     concentration,
     exclusive_concentration,
 )
-from insertflow.analysis.defects import classify, defect_energy, group_points, ion_chemical_potential
+from insertflow.analysis.defects import DefectPoint, classify, defect_energy, group_points, ion_chemical_potential
 from insertflow.analysis.energy_scale import energy_scale, mixes_scales
 from insertflow.analysis.geometry import (
     ANIONS,
@@ -88,6 +94,7 @@ class DefectStudyMaker(Maker):
     extra_phases: dict[str, Structure] = field(default_factory=dict)  # competing phases beyond the built-in ones
     synthesis_temperature: float = DEFAULT_SYNTHESIS_TEMPERATURE  # K: the as-made population is quenched from it
     operating_temperature: float = DEFAULT_OPERATING_TEMPERATURE  # K: coupled defects follow x at this T
+    oxygen_pressure: float = 0.21  # atm of O2 at synthesis (air): the synthesis point of the region
     discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
     charge_states: dict[str, list[int]] | str | None = None  # per kind, or "auto" (from oxidation states)
     dielectric: float | list[float] | None = None  # the host's static dielectric constant (Freysoldt)
@@ -207,6 +214,7 @@ class DefectStudyMaker(Maker):
             "limit": self.chosen_limit(host),
             "synthesis_temperature": self.synthesis_temperature,
             "operating_temperature": self.operating_temperature,
+            "oxygen_pressure": self.oxygen_pressure,
             "discharge_orderings": self.discharge_orderings,
             "notes": notes,
             "pristine": [
@@ -317,8 +325,8 @@ def analyse_defects(
         )
 
     phases = _competing_energies(references, ion_rec, ion, doc)
-    regions = _stability_regions(context, verified, phases, charge, ion, doc)
-    rows = _defect_rows(context, records, ok, verified, reference_of, regions, phases, doc)
+    regions, synthesis = _stability_regions(context, verified, phases, charge, ion, doc)
+    rows = _defect_rows(context, records, ok, verified, reference_of, (regions, synthesis), phases, doc)
     _check_defect_geometry(rows, context, ok, full, cations)
     classes = _classify_all(rows, context, doc)
     _charged_states(rows, context, ok, charged_records or [], verified, regions, phases, calculator, doc)
@@ -398,7 +406,7 @@ def _references(verified: list) -> dict[float, tuple[dict, CalculationRecord]]:
     return best
 
 
-def _defect_rows(context, records, ok, verified, reference_of, regions, phases, doc) -> list[DefectResult]:
+def _defect_rows(context, records, ok, verified, reference_of, found, phases, doc) -> list[DefectResult]:
     """One result per candidate, measured from its own (verified) host ordering, at every limit of its region.
 
     A defect is built in one ordering; measuring it from another would add that ordering's energy
@@ -406,6 +414,7 @@ def _defect_rows(context, records, ok, verified, reference_of, regions, phases, 
     reported on the row (``host_above_reference``) instead.
     """
     limit = context["limit"]
+    regions, synthesis = found
     hosts = {m["ordering"]: (m, r) for m, r in verified}
     rows = []
     for meta in context["candidates"]:
@@ -428,7 +437,14 @@ def _defect_rows(context, records, ok, verified, reference_of, regions, phases, 
             if row.kind in ("migration", "exchange"):
                 row.energy = row.raw_difference
             else:
-                _energies_at_limits(row, e_defect, base, regions.get(host_meta["ordering"]), phases, limit, doc)
+                region = regions.get(host_meta["ordering"])
+                _energies_at_limits(row, e_defect, base, region, phases, limit, doc)
+                point = synthesis.get(host_meta["ordering"])
+                if point is not None and row.energies_at_limits:
+                    mu, unbounded = _with_impurities(point.mu, {el for el, n in row.change.items() if n}, phases)
+                    if not unbounded:
+                        row.energy_synthesis = round(defect_energy(e_defect, base, row.change, mu), 6)
+                        row.energies_at_limits[point.name] = row.energy_synthesis
         rows.append(row)
     above = sorted(
         {(r.x, r.reference_label, r.host_above_reference) for r in rows if (r.host_above_reference or 0) > 1e-3}
@@ -595,8 +611,9 @@ def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) 
     synthesis_t, operating_t = context["synthesis_temperature"], context["operating_temperature"]
     for row in rows:
         if row.energy is not None:
+            at_synthesis = row.energy if row.energy_synthesis is None else row.energy_synthesis
             row.concentration_operating = concentration(row.energy, row.multiplicity, operating_t)
-            row.concentration_synthesis = concentration(row.energy, row.multiplicity, synthesis_t)
+            row.concentration_synthesis = concentration(at_synthesis, row.multiplicity, synthesis_t)
     synthesis_x = max(m["x"] for m in context["pristine"])
     counted = [r.model_dump() for r in rows if r.counted]
     left_out = [r for r in rows if not r.counted]
@@ -619,6 +636,11 @@ def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) 
             absent_at=absent,
             hosts=tms_per_fu if moved_tm else None,
             reservoir_bound=bool(changed - {ion}),
+            synthesis_points=[
+                DefectPoint(r.x, r.energy_synthesis, r.site, r.multiplicity)
+                for r in rows
+                if r.kind == kind and r.counted and r.x == synthesis_x and r.energy_synthesis is not None
+            ],
         )
         for row in rows:
             if row.kind == kind and row.energy is not None and moved_tm:
@@ -685,9 +707,9 @@ def _competing_energies(references: dict, ion_record, ion: str, doc: DefectStudy
     return phases
 
 
-def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> dict[str, StabilityRegion]:
-    """The region of each relaxed pristine host, with mu_ion held at the electrode's mu_ion(x)."""
-    regions = {}
+def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> tuple[dict, dict]:
+    """The region of each relaxed pristine host, with mu_ion held at the electrode's mu_ion(x); its synthesis point."""
+    regions, synthesis = {}, {}
     mu_ion = _ion_mu_table(charge, context)
     for meta, record in pristine_ok:
         fixed = dict(context["chemical_potentials"])
@@ -709,7 +731,35 @@ def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> dict[s
                 "notes": region.notes,
             }
         )
-    return regions
+        point = _synthesis_point(context, record, phases, fixed)
+        if point is not None:
+            synthesis[meta["ordering"]] = point
+            doc.stability_regions[-1]["synthesis"] = {"name": point.name, "mu": point.mu, "notes": point.bounded_by}
+    return regions, synthesis
+
+
+def _synthesis_point(context, record, phases, fixed) -> Limit | None:
+    """The host in O2 at the synthesis temperature and pressure: mu_O = E(O2)/2 + Delta mu_O(T, p).
+
+    E(O2) is the calculator's own molecule (on the MP2020 scale O2 carries no correction: the
+    oxide correction is fitted against it). The other elements follow from the host's energy
+    (single point); a host that then lies above a competing phase says by how much.
+    """
+    if "O2" not in phases or "O" not in {el.symbol for el in record.entry.composition.elements}:
+        return None
+    if "O" in context["chemical_potentials"]:
+        return None  # the recipe holds mu_O: no other O2 point
+    temperature, pressure = context["synthesis_temperature"], context["oxygen_pressure"]
+    composition, energy = phases["O2"]
+    mu_o = energy / composition["O"] + oxygen_shift(temperature, pressure)
+    try:
+        region = stability_region(record.entry.composition, record.entry.energy, phases, {**fixed, "O": mu_o})
+    except ValueError:
+        return None
+    chosen = region.limits[0]
+    name = f"O2 at {temperature:g} K, {pressure:g} atm"
+    notes = [] if region.stable else [f"{region.above_competing:.3f} eV/f.u. above its competing phases there"]
+    return Limit(name=name, mu=dict(chosen.mu), bounded_by=notes)
 
 
 def _ion_mu_table(charge, context) -> dict[float, float]:
