@@ -92,22 +92,31 @@ def test_oxygen_shift_reproduces_the_janaf_values_reuter_and_scheffler_tabulate(
         oxygen_shift(3000)
 
 
-def test_the_synthesis_point_puts_the_host_in_o2_at_the_synthesis_temperature():
+def test_the_synthesis_point_puts_the_as_made_host_in_o2_at_its_li_rich_end():
     from pymatgen.core import Composition
 
     from insertflow.analysis.chemical_potentials import oxygen_shift
     from insertflow.flows.defects import _synthesis_point
 
     class Entry:  # what the record of a relaxed host gives: composition and energy
-        composition, energy = Composition("Li4Co4O8"), -4 * 22.0
+        composition, energy = Composition("LiCoO2"), -27.0
 
     record = type("Record", (), {"entry": Entry()})()
-    phases = {"O2": (Composition("O2"), -9.8), "Co": (Composition("Co2"), -14.0), "CoO": (Composition("CoO"), -16.0)}
+    phases = {
+        "O2": (Composition("O2"), -9.8),
+        "Li": (Composition("Li"), -1.9),
+        "Co": (Composition("Co"), -7.0),
+        "Li2O": (Composition("Li2O"), -14.3),
+        "CoO": (Composition("CoO"), -15.0),
+    }
     context = {"synthesis_temperature": 1000.0, "oxygen_pressure": 0.21, "chemical_potentials": {}}
-    point = _synthesis_point(context, record, phases, {"Li": -3.0})
+    point = _synthesis_point(context, record, phases, "Li")
     mu_o = -4.9 + oxygen_shift(1000.0, 0.21)
-    assert point.name == "O2 at 1000 K, 0.21 atm"
+    assert point.name == "O2 at 1000 K, 0.21 atm, Li-rich"
     assert point.mu["O"] == pytest.approx(mu_o, abs=1e-9)
-    assert point.mu["Co"] == pytest.approx(-22.0 + 3.0 - 2 * mu_o, abs=1e-6)  # the host fixes the rest
+    # Li-rich end at this mu_O: LiCoO2 with Li2O, so mu_Li = (E(Li2O) - mu_O)/2 and the host fixes Co
+    assert point.mu["Li"] == pytest.approx((-14.3 - mu_o) / 2, abs=1e-6)
+    assert point.mu["Co"] == pytest.approx(-27.0 - point.mu["Li"] - 2 * mu_o, abs=1e-6)
+    assert "Li2O" in point.bounded_by[0]
     held = {**context, "chemical_potentials": {"O": -5.0}}
-    assert _synthesis_point(held, record, phases, {"Li": -3.0}) is None  # a recipe's mu_O is not overridden
+    assert _synthesis_point(held, record, phases, "Li") is None  # a recipe's mu_O is not overridden

@@ -436,6 +436,15 @@ def test_failed_defect_relaxation_is_recorded_and_the_rest_completes():
     assert doc["hysteresis"] is not None
 
 
+def test_a_competing_phase_that_fails_is_named_and_the_regions_use_the_rest():
+    recipe = mock_defects(calculator={"name": "mock", "settings": {"faults": {"Co3O4": "raise"}}})
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    assert any(f["label"] == "competing Co3O4" and "mock fault" in f["reason"] for f in doc["failed"])
+    assert any("competing phase Co3O4 has no usable result" in note for note in doc["notes"])
+    assert "Co3O4" not in doc["competing_phases"] and "CoO" in doc["competing_phases"]
+    assert all(d["energy"] is not None for d in doc["defects"] if d["kind"] == "V_TM")  # the rest finished
+
+
 def test_an_element_without_an_elemental_phase_is_refused_with_what_to_give(tmp_path):
     from pymatgen.core import Lattice, Structure
 

@@ -731,34 +731,45 @@ def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> tuple[
                 "notes": region.notes,
             }
         )
-        point = _synthesis_point(context, record, phases, fixed)
+        synthesis_x = max(m["x"] for m in context["pristine"])
+        point = None if meta["x"] != synthesis_x else _synthesis_point(context, record, phases, ion)
         if point is not None:
             synthesis[meta["ordering"]] = point
             doc.stability_regions[-1]["synthesis"] = {"name": point.name, "mu": point.mu, "notes": point.bounded_by}
     return regions, synthesis
 
 
-def _synthesis_point(context, record, phases, fixed) -> Limit | None:
-    """The host in O2 at the synthesis temperature and pressure: mu_O = E(O2)/2 + Delta mu_O(T, p).
+def _synthesis_point(context, record, phases, ion: str) -> Limit | None:
+    """The as-made host in O2 at the synthesis temperature and pressure, at its working-ion-rich end.
 
-    E(O2) is the calculator's own molecule (on the MP2020 scale O2 carries no correction: the
-    oxide correction is fitted against it). The other elements follow from the host's energy
-    (single point); a host that then lies above a competing phase says by how much.
+    mu_O = E(O2)/2 + Delta mu_O(T, p), with E(O2) the calculator's own molecule (on the MP2020
+    scale O2 carries no correction: the oxide correction is fitted against it). The electrode
+    does not hold mu_Li during synthesis: with mu_O fixed, the host's region is a segment from
+    Li-rich to Li-poor, and syntheses use excess Li (Li2CO3, LiOH), so the Li-rich end is taken.
+    A host that lies above its competing phases there says by how much.
     """
     if "O2" not in phases or "O" not in {el.symbol for el in record.entry.composition.elements}:
         return None
-    if "O" in context["chemical_potentials"]:
+    held = dict(context["chemical_potentials"])
+    if "O" in held:
         return None  # the recipe holds mu_O: no other O2 point
     temperature, pressure = context["synthesis_temperature"], context["oxygen_pressure"]
     composition, energy = phases["O2"]
     mu_o = energy / composition["O"] + oxygen_shift(temperature, pressure)
     try:
-        region = stability_region(record.entry.composition, record.entry.energy, phases, {**fixed, "O": mu_o})
+        region = stability_region(record.entry.composition, record.entry.energy, phases, {**held, "O": mu_o})
     except ValueError:
         return None
-    chosen = region.limits[0]
-    name = f"O2 at {temperature:g} K, {pressure:g} atm"
-    notes = [] if region.stable else [f"{region.above_competing:.3f} eV/f.u. above its competing phases there"]
+    rich = [lim for lim in region.limits if f"{ion}-rich" in lim.name.split(" / ")]
+    chosen = (rich or region.limits)[0]
+    name = (
+        f"O2 at {temperature:g} K, {pressure:g} atm, {ion}-rich"
+        if rich
+        else f"O2 at {temperature:g} K, {pressure:g} atm"
+    )
+    notes = [f"with {' + '.join(chosen.bounded_by)}"] if chosen.bounded_by else []
+    if not region.stable:
+        notes.append(f"{region.above_competing:.3f} eV/f.u. above its competing phases there")
     return Limit(name=name, mu=dict(chosen.mu), bounded_by=notes)
 
 
