@@ -223,3 +223,28 @@ def test_site_potentials_are_read_from_the_outcar_of_the_run_folder(tmp_path, mo
     assert read == [str(tmp_path / "OUTCAR.gz")]
     assert vasp_module.vasp_site_potentials({"dir_name": f"node042:{tmp_path / 'gone'}"}) is None
     assert vasp_module.vasp_site_potentials({}) is None
+
+
+def test_planar_potentials_are_read_from_the_locpot_of_the_run_folder(tmp_path, monkeypatch, vasp):
+    # LVHAR makes LOCPOT the electrostatic potential; its planar averages feed the Freysoldt correction
+    # (pymatgen's Locpot needs a whole LOCPOT, so its reader stands in here: not checked on a real one)
+    from insertflow.calculators import vasp as vasp_module
+
+    class FakeLocpot:
+        @classmethod
+        def from_file(cls, path):
+            assert path == str(tmp_path / "LOCPOT.gz")
+            return cls()
+
+        def get_average_along_axis(self, axis):
+            return [float(axis), float(axis) + 0.5]
+
+    monkeypatch.setattr(vasp_module, "Locpot", FakeLocpot)
+    (tmp_path / "LOCPOT.gz").write_bytes(b"")
+    planar = vasp_module.vasp_planar_potential({"dir_name": f"node042:{tmp_path}"})
+    assert planar == {"0": [0.0, 0.5], "1": [1.0, 1.5], "2": [2.0, 2.5]}
+    assert vasp_module.vasp_planar_potential({"dir_name": str(tmp_path / "gone")}) is None
+    structure = load_host("LiCoO2").structure
+    assert vasp.incar_settings(structure, "static")["LVHAR"] is True
+    assert "LVHAR" not in vasp.incar_settings(structure, "relax")  # a neutral relaxation needs no LOCPOT
+    assert vasp.with_charge(1).incar_settings(structure, "relax")["LVHAR"] is True

@@ -20,7 +20,7 @@ from pymatgen.core import Structure
 from pymatgen.electronic_structure.dos import CompleteDos
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
-from pymatgen.io.vasp.outputs import Outcar
+from pymatgen.io.vasp.outputs import Locpot, Outcar
 
 from insertflow.calculators.base import (
     CalculationOutcome,
@@ -72,6 +72,8 @@ class VaspCalculator(MSONable):
                 settings["LDAUU"]["F"] = settings["LDAUU"]["O"]
         if task == "static" and self.dos:
             settings.update(preset["dos_static"])
+        if self.charge or task == "static":
+            settings["LVHAR"] = True  # LOCPOT = the electrostatic potential: Freysoldt's planar averages
         settings.update(self.user_incar_settings)
         return settings
 
@@ -152,7 +154,31 @@ class VaspCalculator(MSONable):
             dos=dos,
             band_edges=band_edges,
             site_potentials=vasp_site_potentials(output),
+            planar_potential=vasp_planar_potential(output),
         )
+
+
+def _run_folder_file(output: Any, name: str) -> Path | None:
+    """``name`` (or .gz, .bz2) in the run folder (``dir_name``, "host:/path") when this machine can reach it."""
+    dir_name = field_of(output, "dir_name")
+    if not dir_name:
+        return None
+    folder = Path(str(dir_name).split(":", 1)[-1])
+    found = [folder / f"{name}{ext}" for ext in ("", ".gz", ".bz2") if (folder / f"{name}{ext}").is_file()]
+    return found[0] if found else None
+
+
+def vasp_planar_potential(output: Any) -> dict[str, list[float]] | None:
+    """LOCPOT (LVHAR: the electrostatic potential) averaged over planes along each cell vector, eV.
+
+    Read from the run folder like the core potentials; the three averages are what Freysoldt's
+    correction of a charged defect needs, so the 3-D grid itself is not kept.
+    """
+    path = _run_folder_file(output, "LOCPOT")
+    if path is None:
+        return None
+    locpot = Locpot.from_file(str(path))
+    return {str(axis): [float(v) for v in locpot.get_average_along_axis(axis)] for axis in range(3)}
 
 
 def vasp_site_potentials(output: Any) -> list[float] | None:
@@ -163,14 +189,10 @@ def vasp_site_potentials(output: Any) -> list[float] | None:
     cluster that ran VASP. None when the folder is not reachable: the E_F shift of a defect
     then falls back to the O-2p centre, and the document says so.
     """
-    dir_name = field_of(output, "dir_name")
-    if not dir_name:
+    path = _run_folder_file(output, "OUTCAR")
+    if path is None:
         return None
-    folder = Path(str(dir_name).split(":", 1)[-1])
-    found = [folder / name for name in ("OUTCAR", "OUTCAR.gz", "OUTCAR.bz2") if (folder / name).is_file()]
-    if not found:
-        return None
-    steps = Outcar(str(found[0])).read_avg_core_poten()
+    steps = Outcar(str(path)).read_avg_core_poten()
     return [float(v) for v in steps[-1]] if steps and steps[-1] else None
 
 
