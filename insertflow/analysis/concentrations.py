@@ -47,9 +47,9 @@ def exclusive_concentration(variants: list[tuple[float, float]], hosts: float, t
     """Moved TMs per formula unit: ``hosts`` Z / (1 + Z) over (energy, multiplicity per f.u.) variants."""
     if hosts <= 0:
         raise ValueError(f"hosts must be positive (got {hosts})")
-    kt = BOLTZMANN * temperature
     if temperature <= 0:
         raise ValueError(f"temperature must be positive (got {temperature} K)")
+    kt = BOLTZMANN * temperature
     exponents = [math.log(m / hosts) - e / kt for e, m in variants if m > 0]
     if not exponents:
         return 0.0

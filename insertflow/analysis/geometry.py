@@ -96,14 +96,11 @@ def site_changes(
             continue
         own = to_input[index] < own_radius
         distances = periodic_distances(start, final[index], sites)[0]
-        from_own = min(
-            float(periodic_distances(start, final[index], start.frac_coords[index])[0, 0]),
-            float(distances[own].min()) if own.any() else np.inf,
-        )
+        moved = float(periodic_distances(start, final[index], start.frac_coords[index])[0, 0])
+        from_own = min(moved, float(distances[own].min()) if own.any() else np.inf)
         others = np.where(own, np.inf, distances)
         nearest = int(np.argmin(others))
         if others[nearest] < from_own - margin:
-            moved = float(periodic_distances(start, final[index], start.frac_coords[index])[0, 0])
             changes.append(SiteChange(index, symbol, round(moved, 3), labels[nearest]))
     return changes
 

@@ -609,17 +609,26 @@ def _energies_at_limits(row, e_defect, e_pristine, region, phases, limit, doc) -
 def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) -> dict:
     """Concentrations per row and the class of each kind, from the rows whose geometry counts."""
     synthesis_t, operating_t = context["synthesis_temperature"], context["operating_temperature"]
+    ion = context["host"]["working_ion"]
+    unit = framework_unit(context["host"]["formula"], ion)
+    tms_per_fu = sum(unit[el] for el in context["host"]["redox_elements"])
     for row in rows:
-        if row.energy is not None:
-            at_synthesis = row.energy if row.energy_synthesis is None else row.energy_synthesis
+        if row.energy is None:
+            continue
+        at_synthesis = row.energy if row.energy_synthesis is None else row.energy_synthesis
+        if row.kind in ("migration", "exchange"):  # one state per TM
+            row.concentration_operating = exclusive_concentration(
+                [(row.energy, row.multiplicity)], tms_per_fu, operating_t
+            )
+            row.concentration_synthesis = exclusive_concentration(
+                [(at_synthesis, row.multiplicity)], tms_per_fu, synthesis_t
+            )
+        else:
             row.concentration_operating = concentration(row.energy, row.multiplicity, operating_t)
             row.concentration_synthesis = concentration(at_synthesis, row.multiplicity, synthesis_t)
     synthesis_x = max(m["x"] for m in context["pristine"])
     counted = [r.model_dump() for r in rows if r.counted]
     left_out = [r for r in rows if not r.counted]
-    ion = context["host"]["working_ion"]
-    unit = framework_unit(context["host"]["formula"], ion)
-    tms_per_fu = sum(unit[el] for el in context["host"]["redox_elements"])
     classes = {}
     for kind, points in group_points(counted).items():
         built_at = {m["x"] for m in context["candidates"] if m["kind"] == kind}
@@ -642,11 +651,6 @@ def _classify_all(rows: list[DefectResult], context: dict, doc: DefectStudyDoc) 
                 if r.kind == kind and r.counted and r.x == synthesis_x and r.energy_synthesis is not None
             ],
         )
-        for row in rows:
-            if row.kind == kind and row.energy is not None and moved_tm:
-                pair = [(row.energy, row.multiplicity)]
-                row.concentration_operating = exclusive_concentration(pair, tms_per_fu, operating_t)
-                row.concentration_synthesis = exclusive_concentration(pair, tms_per_fu, synthesis_t)
         dropped = [r.label for r in left_out if r.kind == kind and r.energy is not None]
         for x, lowest in result.energies.items():
             below = [r for r in left_out if r.kind == kind and r.x == x and r.energy is not None and r.energy < lowest]
@@ -711,6 +715,7 @@ def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> tuple[
     """The region of each relaxed pristine host, with mu_ion held at the electrode's mu_ion(x); its synthesis point."""
     regions, synthesis = {}, {}
     mu_ion = _ion_mu_table(charge, context)
+    synthesis_x = max(m["x"] for m in context["pristine"])
     for meta, record in pristine_ok:
         fixed = dict(context["chemical_potentials"])
         if meta["x"] in mu_ion:
@@ -731,7 +736,6 @@ def _stability_regions(context, pristine_ok, phases, charge, ion, doc) -> tuple[
                 "notes": region.notes,
             }
         )
-        synthesis_x = max(m["x"] for m in context["pristine"])
         point = None if meta["x"] != synthesis_x else _synthesis_point(context, record, phases, ion)
         if point is not None:
             synthesis[meta["ordering"]] = point
