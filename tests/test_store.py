@@ -157,3 +157,25 @@ def test_mongodb_path_from_environment_with_mongomock(monkeypatch):
     from insertflow.store import describe
 
     assert "pw" not in describe(config) and "***@" in describe(config)
+
+
+def test_switch_to_wal_waits_out_a_lock_the_busy_handler_does_not_cover():
+    # SQLite returns "database is locked" at once, without its busy timeout, when two processes
+    # switch a new file to WAL together (the CI failure of two runs started at the same time).
+    import sqlite3
+
+    from insertflow.sqlite_store import use_write_ahead_log
+
+    class LockedTwice:
+        calls = 0
+
+        def execute(self, sql):
+            self.calls += 1
+            if self.calls <= 2:
+                raise sqlite3.OperationalError("database is locked")
+
+    conn = LockedTwice()
+    use_write_ahead_log(conn, timeout_s=5.0, pause_s=0.001)
+    assert conn.calls == 3  # two refusals waited out, then the switch
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        use_write_ahead_log(type("AlwaysLocked", (LockedTwice,), {"calls": -(10**9)})(), timeout_s=0.02, pause_s=0.005)
