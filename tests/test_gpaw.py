@@ -208,6 +208,11 @@ def test_geometry_from_one_calculator_energy_from_gpaw(memory_store, tmp_path, m
     assert doc["average_voltage"] == pytest.approx(hand, abs=1e-6)
     assert records["discharged"]["entry"]["parameters"]["energy_from"]["name"] == "gpaw"
     assert records["discharged"]["descriptors"]["band_gap"] > 1.0  # the DOS is GPAW's, not the mock's
+    # the Freysoldt correction reads the energy calculator's potential: GPAW's varies by volts across
+    # the O-Co-O layers, the mock's is flat
+    planar = records["discharged"]["planar_potential"]
+    assert planar is not None and sorted(planar) == ["0", "1", "2"]
+    assert np.ptp(planar["2"]) > 1.0
     assert records["working_ion"]["descriptors"] is None and records["working_ion"]["reason"] is None  # Li: no O
     run_locally(EndMemberVoltageMaker(calculator=pair, study="pair").make(load_host("LiCoO2")), store=memory_store)
     assert latest_study(memory_store, "pair")["reused_calculations"] == 3

@@ -104,6 +104,8 @@ class GeometryThenEnergy(MSONable):
             magmoms=static.magmoms,
             dos=static.dos,
             band_edges=static.band_edges,
+            site_potentials=static.site_potentials,  # the defect alignment and the Freysoldt correction
+            planar_potential=static.planar_potential,  # need the energy calculator's potentials
         )
 
 
