@@ -282,6 +282,13 @@ def render_defects(doc: dict, where: str) -> str:
             )
     if doc.get("charge_treatment"):
         lines.append(f"  Charges: {doc['charge_treatment']}")
+    fermi = doc.get("fermi_level")
+    if fermi:
+        pinned = f", pinned beyond the {fermi['pinned']}" if fermi.get("pinned") else ""
+        lines.append(
+            f"  As made ({fermi['point']}): E_F {fermi['fermi_level']:.2f} eV above the VBM (gap "
+            f"{fermi['band_gap']:.2f} eV){pinned}; electrons {fermi['electrons']:.1e}, holes {fermi['holes']:.1e} cm^-3"
+        )
     for cls in classes:
         text = f"  {cls['kind']}: {cls['classification']}"
         shares = [c for _, c in cls.get("concentrations", [])]

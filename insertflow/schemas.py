@@ -47,6 +47,9 @@ class CalculationRecord(BaseModel):
         None, description="Electrostatic potential (eV) averaged over planes along each cell vector, for Freysoldt"
     )
     band_edges: list[float] | None = Field(None, description="(gap, CBM, VBM) in eV from the eigenvalues")
+    total_dos: dict | None = Field(
+        None, description="Total DOS, spins summed (efermi, energies, densities per cell): free carriers for E_F"
+    )
 
     def computed_entry(self) -> ComputedStructureEntry | None:
         """A copy of the pymatgen entry (None for failed records), safe to annotate."""
@@ -300,6 +303,11 @@ class DefectStudyDoc(StudyRecords):
         default_factory=dict, description="Scale of the calculator's energies and what was done about it"
     )
     charge_treatment: str | None = Field(None, description="Neutral only (and why), or how charges were treated")
+    fermi_level: dict | None = Field(
+        None,
+        description="Self-consistent E_F (eV above the VBM) at the synthesis point and temperature: the "
+        "charged defects and free carriers that balance there (cm^-3)",
+    )
     pristine: list[dict] = Field(
         default_factory=list,
         description="Pristine orderings: label, x, status, energy, geometry, and whether it is the reference at x",

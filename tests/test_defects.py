@@ -420,6 +420,49 @@ def test_charged_states_reach_the_formation_energy_diagram_with_their_correction
     assert "transition levels" in shown and "Charges: charge states from mock" in shown
 
 
+def test_the_as_made_fermi_level_balances_the_charged_donor_against_free_electrons():
+    """F_O+ donates an electron to the mock's parabolic bands; neutrality fixes E_F at 1000 K in air.
+
+    Checked against the document's own lines with the sites counted per cm^3 by hand: the
+    multiplicity per CoO2 unit times the CoO2 units per cm^3 of the host supercell.
+    """
+    import math
+
+    from insertflow.analysis.concentrations import BOLTZMANN
+    from insertflow.calculators.mock import MOCK_GAP
+
+    recipe = mock_defects(
+        defects={
+            "kinds": ["F_O"],
+            "x": [1.0],
+            "supercell": [2, 2, 1],
+            "charge_states": {"F_O": [0, 1]},
+            "dielectric": 10.0,
+        }
+    )
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    fermi = doc["fermi_level"]
+    assert fermi is not None and fermi["temperature"] == 1000.0 and fermi["point"].startswith("O2 at 1000 K")
+    rows = [d for d in doc["defects"] if d["kind"] == "F_O" and d["charged"]]
+    host = next(c for c in doc["calculations"] if c["label"] == rows[0]["reference_label"])
+    cell = Structure.from_dict(host["entry"]["structure"])
+    kt = BOLTZMANN * 1000.0
+    ef = fermi["fermi_level"]
+    donors = 0.0
+    for row in rows:
+        sites = row["multiplicity"] * cell.composition["Co"] / (cell.volume * 1e-24)
+        weights = {q: math.exp(-(b + q * ef) / kt) for q, b in row["charged"][fermi["point"]]["lines"]}
+        donors += sites * weights[1] / (1 + sum(weights.values()))
+    reported = sum(d["concentration"] for d in fermi["defects"] if d["charge"] == 1)
+    assert reported == pytest.approx(donors, rel=1e-3)
+    assert fermi["electrons"] == pytest.approx(donors + fermi["holes"], rel=1e-2)  # neutrality
+    # a donor can only raise E_F above the mirror-symmetric bands' midgap
+    assert MOCK_GAP / 2 - 1e-3 < ef < MOCK_GAP
+    from insertflow.cli import render_defects
+
+    assert f"E_F {ef:.2f} eV above the VBM" in render_defects(doc, "memory")
+
+
 def mock_energy_of(doc, label):
     return next(c for c in doc["calculations"] if c["label"] == label)["entry"]["energy"]
 

@@ -33,6 +33,9 @@ class CalculationOutcome:
     #: the electrostatic potential (eV) averaged over planes along each cell vector ("0", "1", "2"):
     #: the input of the Freysoldt correction of a charged defect
     planar_potential: dict[str, list[float]] | None = None
+    #: the total DOS, both spins summed (``analysis.fermi.compact_total_dos``): free carriers in the
+    #: self-consistent Fermi level; filled from ``dos`` when the calculator gives only that
+    total_dos: dict | None = None
 
     @property
     def structure(self) -> Structure:

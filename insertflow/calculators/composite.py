@@ -106,6 +106,7 @@ class GeometryThenEnergy(MSONable):
             band_edges=static.band_edges,
             site_potentials=static.site_potentials,  # the defect alignment and the Freysoldt correction
             planar_potential=static.planar_potential,  # need the energy calculator's potentials
+            total_dos=static.total_dos,
         )
 
 

@@ -64,6 +64,8 @@ MOCK_MODEL_VERSION = "2"
 MOCK_VBM, MOCK_GAP = 0.0, 3.0
 #: Points per axis of the mock's (flat, zero) planar electrostatic potential.
 MOCK_PLANAR_POINTS = 24
+#: Mock bands: sqrt(|E - edge|) densities, this many states/eV^1.5 per atom, 6 eV wide, on a 0.05 eV grid.
+MOCK_BAND_WEIGHT, MOCK_BAND_WIDTH, MOCK_DOS_STEP = 0.5, 6.0, 0.05
 MOBILE_IONS = ("Li", "Na", "K", "Mg", "Ca", "Zn")
 ELEMENTAL_ENERGY = {"Li": -1.909, "Na": -1.312, "K": -1.110, "Mg": -1.600, "Ca": -1.990, "Zn": -1.260}
 ANIONS = frozenset({"O", "F", "S", "Se", "Cl", "N"})
@@ -315,4 +317,18 @@ class MockCalculator(MSONable):
             wall_time_s=field_of(output, "elapsed_time"),
             band_edges=(MOCK_GAP, MOCK_VBM + MOCK_GAP, MOCK_VBM),
             planar_potential={str(axis): flat for axis in range(3)},
+            total_dos=mock_total_dos(len(structure)),
         )
+
+
+def mock_total_dos(n_atoms: int) -> dict:
+    """Parabolic valence and conduction bands about the mock gap (a ``compact_total_dos``)."""
+    energies = np.arange(MOCK_VBM - MOCK_BAND_WIDTH, MOCK_VBM + MOCK_GAP + MOCK_BAND_WIDTH + 1e-9, MOCK_DOS_STEP)
+    cbm = MOCK_VBM + MOCK_GAP
+    depth = np.where(energies <= MOCK_VBM, MOCK_VBM - energies, np.where(energies >= cbm, energies - cbm, 0.0))
+    densities = n_atoms * MOCK_BAND_WEIGHT * np.sqrt(depth)
+    return {
+        "efermi": MOCK_VBM + MOCK_GAP / 2,
+        "energies": np.round(energies, 5).tolist(),
+        "densities": np.round(densities, 6).tolist(),
+    }

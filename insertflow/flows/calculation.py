@@ -19,6 +19,7 @@ from pymatgen.core import Structure
 
 from insertflow import claims, progress
 from insertflow.analysis.descriptors import DescriptorError, band_descriptors, compact_pdos
+from insertflow.analysis.fermi import compact_total_dos
 from insertflow.analysis.layers import largest_gap_growth
 from insertflow.calculators.base import Calculator
 from insertflow.errors import CalculatorError
@@ -297,9 +298,19 @@ def _record(
         site_potentials=outcome.site_potentials,
         planar_potential=outcome.planar_potential,
         band_edges=None if outcome.band_edges is None else list(outcome.band_edges),
+        total_dos=_total_dos(outcome),
         **base,
     )
     progress.emit(
         STAGE, item, f"{'new' if status == 'ok' else 'FLAGGED: ' + reason}, {entry.energy_per_atom:.4f} eV/atom"
     )
     return record
+
+
+def _total_dos(outcome) -> dict | None:
+    """The calculator's compact total DOS, or one made from its DOS when it has band edges (an insulator)."""
+    if outcome.total_dos is not None:
+        return outcome.total_dos
+    if outcome.dos is None or outcome.band_edges is None:
+        return None
+    return compact_total_dos(outcome.dos)

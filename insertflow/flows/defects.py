@@ -39,6 +39,7 @@ from insertflow.analysis.concentrations import (
 )
 from insertflow.analysis.defects import DefectPoint, classify, defect_energy, group_points, ion_chemical_potential
 from insertflow.analysis.energy_scale import energy_scale, mixes_scales
+from insertflow.analysis.fermi import CM3_PER_A3, ChargedDefect, carrier_densities, self_consistent_fermi_level
 from insertflow.analysis.geometry import (
     ANIONS,
     classify_moved_tm,
@@ -329,7 +330,7 @@ def analyse_defects(
     rows = _defect_rows(context, records, ok, verified, reference_of, (regions, synthesis), phases, doc)
     _check_defect_geometry(rows, context, ok, full, cations)
     classes = _classify_all(rows, context, doc)
-    _charged_states(rows, context, ok, charged_records or [], verified, regions, phases, calculator, doc)
+    _charged_states(rows, context, ok, charged_records or [], verified, (regions, synthesis), phases, calculator, doc)
     doc.f_o_reduction = _f_o_reduction(rows, ok, context)
 
     migrated = _coupled_migration(rows, classes, doc)
@@ -512,7 +513,7 @@ def _check_defect_geometry(rows: list[DefectResult], context: dict, ok: dict, fu
         row.counted = row.counted and not changes and (outcome is None or outcome.migrated)
 
 
-def _charged_states(rows, context, ok, charged_records, verified, regions, phases, calculator, doc) -> None:
+def _charged_states(rows, context, ok, charged_records, verified, found, phases, calculator, doc) -> None:
     """Formation energy vs E_F, with the Freysoldt correction, for the defects computed in several charges."""
     if not context.get("charged"):
         doc.charge_treatment = f"neutral only: {calculator.identity()['name']} was not asked for charge states"
@@ -526,6 +527,7 @@ def _charged_states(rows, context, ok, charged_records, verified, regions, phase
         f"charge states from {calculator.identity()['name']}, Freysoldt correction (pymatgen-analysis-defects) with "
         f"dielectric {dielectric}; E_F from the host's VBM; classes use the neutral energies"
     )
+    regions, synthesis = found
     hosts = {m["label"]: r for m, r in verified}
     by_candidate: dict[str, list[tuple[int, CalculationRecord | None, str]]] = {}
     for meta, raw in zip(context["charged"], charged_records, strict=True):
@@ -556,15 +558,61 @@ def _charged_states(rows, context, ok, charged_records, verified, regions, phase
             entry |= {"energy": record.entry.energy, "correction": round(correction, 6)}
             entry |= {k: round(v, 6) for k, v in parts.items() if k in ("electrostatic", "alignment")}
             row.charge_states.append(entry)
-        region = regions.get(next(m["ordering"] for m, _ in verified if m["label"] == row.reference_label))
+        ordering = next(m["ordering"] for m, _ in verified if m["label"] == row.reference_label)
+        region = regions.get(ordering)
         if region is None:
             continue
+        points = [*region.limits, *([synthesis[ordering]] if ordering in synthesis else [])]
         mu_by_limit = {}
-        for chosen in region.limits:
+        for chosen in points:
             mu, unbounded = _with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
             if not unbounded:
                 mu_by_limit[chosen.name] = mu
         row.charged = charged_summary(states, host.entry.energy, row.change, mu_by_limit, vbm, gap)
+    _fermi_level_at_synthesis(rows, context, verified, synthesis, doc)
+
+
+def _fermi_level_at_synthesis(rows, context, verified, synthesis, doc) -> None:
+    """Charge neutrality of the as-made host: its charged defects and free carriers at the synthesis point and T."""
+    for meta, host in verified:
+        point = synthesis.get(meta["ordering"])
+        if point is None:
+            continue
+        charged = [r for r in rows if r.reference_label == meta["label"] and r.charged and point.name in r.charged]
+        if not charged:
+            continue
+        if host.total_dos is None or host.band_edges is None:
+            doc.missing.append(f"{meta['label']}: no total DOS: no self-consistent Fermi level")
+            return
+        gap, _, vbm = host.band_edges
+        cell = host.entry.structure
+        ion = context["host"]["working_ion"]
+        formula_units = units_of(cell.composition, framework_unit(context["host"]["formula"], ion), ion)
+        per_cm3 = formula_units / (cell.volume * CM3_PER_A3)  # multiplicities are per framework unit
+        defects = [
+            ChargedDefect(
+                r.label,
+                tuple((float(q), float(b)) for q, b in r.charged[point.name]["lines"]),
+                r.multiplicity * per_cm3,
+            )
+            for r in charged
+        ]
+        temperature = context["synthesis_temperature"]
+        carriers = carrier_densities(host.total_dos, cell.volume, vbm, gap)
+        solution = self_consistent_fermi_level(defects, carriers, gap, temperature)
+        doc.fermi_level = {
+            "point": point.name,
+            "host": meta["label"],
+            "temperature": temperature,
+            "fermi_level": round(solution.fermi_level, 4),
+            "pinned": solution.pinned,
+            "band_gap": round(gap, 4),
+            "electrons": solution.electrons,
+            "holes": solution.holes,
+            "defects": solution.defects,
+            "note": "only the defects computed in several charge states enter the balance; degeneracies taken as 1",
+        }
+        return  # one as-made host
 
 
 def _limit_of(region: StabilityRegion, name: str):
