@@ -372,6 +372,16 @@ def test_mock_coupled_migration_builds_the_discharge_branch():
     assert by_hand > 0.03
 
 
+#: F_O as a donor (0, +1) at x = 1 in the 2x2x1 cell, on the mock's 3 eV gap.
+CHARGED_F_O = {
+    "kinds": ["F_O"],
+    "x": [1.0],
+    "supercell": [2, 2, 1],
+    "charge_states": {"F_O": [0, 1]},
+    "dielectric": 10.0,
+}
+
+
 def test_charged_states_reach_the_formation_energy_diagram_with_their_correction():
     """The charged path on the mock: E(q) = E(0) + q charge_level, a flat potential, VBM 0, gap 3 eV.
 
@@ -383,16 +393,7 @@ def test_charged_states_reach_the_formation_energy_diagram_with_their_correction
     from insertflow.analysis.charged import freysoldt_correction, planar_averages
     from insertflow.calculators.mock import MOCK_GAP
 
-    recipe = mock_defects(
-        defects={
-            "kinds": ["F_O"],
-            "x": [1.0],
-            "supercell": [2, 2, 1],
-            "charge_states": {"F_O": [0, 1]},
-            "dielectric": 10.0,
-            "chemical_potentials": {"O": -4.0, "F": -3.5},
-        }
-    )
+    recipe = mock_defects(defects=CHARGED_F_O | {"chemical_potentials": {"O": -4.0, "F": -3.5}})
     doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
     assert "Freysoldt" in doc["charge_treatment"] and "dielectric 10.0" in doc["charge_treatment"]
     (row,) = [d for d in doc["defects"] if d["kind"] == "F_O"]
@@ -431,15 +432,7 @@ def test_the_as_made_fermi_level_balances_the_charged_donor_against_free_electro
     from insertflow.analysis.concentrations import BOLTZMANN
     from insertflow.calculators.mock import MOCK_GAP
 
-    recipe = mock_defects(
-        defects={
-            "kinds": ["F_O"],
-            "x": [1.0],
-            "supercell": [2, 2, 1],
-            "charge_states": {"F_O": [0, 1]},
-            "dielectric": 10.0,
-        }
-    )
+    recipe = mock_defects(defects=CHARGED_F_O)  # mu_O free: the synthesis point is O2 at 1000 K
     doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
     fermi = doc["fermi_level"]
     assert fermi is not None and fermi["temperature"] == 1000.0 and fermi["point"].startswith("O2 at 1000 K")
