@@ -3,7 +3,8 @@
 Before a calculation starts, its job inserts a claim for the content key atomically: a row in
 the embedded store's file (``BEGIN IMMEDIATE``), or a document in a ``<collection>_claims``
 collection of MongoDB (a unique ``_id``). A claim carries its owner (host, process, job) and a
-lease; a killed worker's claim expires and the next run takes the key over. The record job
+lease; a killed worker's claim expires and the next run takes the key over (at once, when the
+worker ran on the same host and its process is gone). The record job
 releases the claim when the outcome (success or failure) is stored. A store without either
 backend (jobflow's own configured store) computes without claims.
 """
@@ -30,6 +31,23 @@ def lease_seconds() -> float:
 def owner_of(job_uuid: str) -> str:
     """Who holds a claim: host, process and job."""
     return f"{socket.gethostname()}:{os.getpid()}:{job_uuid}"
+
+
+def dead_here(owner: str) -> bool:
+    """Whether ``owner`` was a process on this host that no longer runs (killed, Ctrl-C): its claim is void.
+
+    An owner on another host cannot be checked from here; only its lease ends its claim.
+    """
+    host, pid, _ = [*owner.split(":"), "", ""][:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def same_process(owner: str) -> bool:
@@ -126,7 +144,7 @@ class _sqlite:
 def _claim_sqlite(path: str, key: str, owner: str, now: float, expires: float) -> Claim:
     with _sqlite(path) as db:
         row = db.execute("SELECT owner, expires FROM insertflow_claims WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0] != owner and row[1] > now:
+        if row is not None and row[0] != owner and row[1] > now and not dead_here(row[0]):
             return Claim(granted=False, holder=row[0])
         db.execute(
             "INSERT OR REPLACE INTO insertflow_claims (key, owner, expires) VALUES (?, ?, ?)", (key, owner, expires)
@@ -145,5 +163,12 @@ def _claim_mongo(collection, key: str, owner: str, now: float, expires: float) -
         if "DuplicateKey" not in type(exc).__name__:
             raise
         doc = collection.find_one({"_id": key}) or {}
-        return Claim(granted=False, holder=doc.get("owner"))
+        held_by = doc.get("owner")
+        if held_by is not None and dead_here(held_by):
+            taken = collection.find_one_and_update(
+                {"_id": key, "owner": held_by}, {"$set": {"owner": owner, "expires": expires}}
+            )
+            if taken is not None:  # nobody else took it over first
+                return Claim(granted=True)
+        return Claim(granted=False, holder=held_by)
     return Claim(granted=True)

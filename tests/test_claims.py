@@ -1,5 +1,6 @@
 """One worker computes a content key: claims with a lease, on the embedded store and MongoDB-like stores."""
 
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,20 @@ def test_a_key_is_held_by_one_owner_until_its_lease_ends(store):
 def test_an_expired_claim_is_taken_over(store):
     assert claims.claim(store, "k", "killed-worker:9:job", lease_s=-1).granted  # a lease that already ended
     assert claims.claim(store, "k", "host-b:2:job", lease_s=60).granted
+
+
+def test_a_claim_of_a_process_gone_from_this_host_is_taken_over_before_its_lease_ends(store):
+    import socket
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    gone = f"{socket.gethostname()}:{finished.stdout.strip()}:job"  # that pid has exited
+    assert claims.claim(store, "k", gone, lease_s=3600).granted
+    assert claims.claim(store, "k", "host-b:2:job", lease_s=60).granted  # a Ctrl-C'd run does not block for hours
+    alive = f"{socket.gethostname()}:{os.getppid()}:job"  # this test's parent runs
+    assert claims.claim(store, "j", alive, lease_s=3600).granted
+    assert not claims.claim(store, "j", "host-b:2:job", lease_s=60).granted
 
 
 def test_a_killed_workers_claim_does_not_block_the_next_run(tmp_path, monkeypatch):
