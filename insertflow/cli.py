@@ -91,6 +91,8 @@ def study_complete(doc: dict) -> bool:
         complete = doc.get("hysteresis") is not None
     elif kind == "electronic_structure":
         complete = bool(doc.get("points")) and all(p.get("descriptors") for p in doc["points"])
+    elif kind == "barriers":
+        complete = bool(doc.get("hops")) and all(h.get("forward_barrier") is not None for h in doc["hops"])
     else:
         complete = doc.get("average_voltage") is not None
     return complete and not doc.get("failed")
@@ -155,6 +157,8 @@ def render_summary(doc: dict, where: str) -> str:
         return render_defects(doc, where)
     if doc.get("kind") == "electronic_structure":
         return render_electronic(doc, where)
+    if doc.get("kind") == "barriers":
+        return render_barriers(doc, where)
     host, calc = doc["host"], doc["calculator"]
     lines = [
         f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}]",
@@ -181,6 +185,40 @@ def render_summary(doc: dict, where: str) -> str:
     lines.append(
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, {failed} failed or flagged."
         f" Stored in {where}"
+    )
+    return "\n".join(lines)
+
+
+def render_barriers(doc: dict, where: str) -> str:
+    """One line per hop: barrier both ways, rate and diffusivity at the study temperature."""
+    host, calc = doc["host"], doc["calculator"]
+    t = doc["temperature"]
+    lines = [
+        f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}], "
+        f"{doc['supercell_atoms']}-atom supercell, {doc['neb']['images']} images",
+        f"  {'hop':<32} {'x':>6} {'E_a (eV)':>9} {'reverse':>8} {f'rate {t:g} K':>12} {'D (cm2/s)':>10}  note",
+    ]
+    for hop in doc.get("hops", []):
+        if hop.get("forward_barrier") is None:
+            lines.append(
+                f"  {hop['label']:<32} {hop['x']:6.3f} {'-':>9} {'-':>8} {'-':>12} {'-':>10}  {hop.get('reason')}"
+            )
+            continue
+        note = "" if hop.get("within_kinetic_limit") else "above the kinetic limit"
+        lines.append(
+            f"  {hop['label']:<32} {hop['x']:6.3f} {hop['forward_barrier']:9.3f} {hop['reverse_barrier']:8.3f} "
+            f"{hop['rate']:12.2e} {hop['diffusivity']:10.1e}  {note}"
+        )
+    lines.append(
+        f"  Kinetic limit {doc['kinetic_limit']:.2f} eV: kT ln(nu tau) at {t:g} K, "
+        f"nu {doc['attempt_frequency']:.0e} Hz, tau {doc['time_scale']:g} s. "
+        "D: dilute random walk, z nu a^2 exp(-E_a/kT) / 2d"
+    )
+    lines += [f"  Note: {note}" for note in doc.get("notes", [])]
+    lines += [f"  Missing: {item}" for item in doc.get("missing", [])]
+    lines.append(
+        f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused; "
+        f"NEBs: {doc['new_nebs']} new, {doc['reused_nebs']} reused. Stored in {where}"
     )
     return "\n".join(lines)
 

@@ -115,6 +115,28 @@ class ElectronicSpec(BaseModel):
     active_sites: list[str] | None = Field(None, description="With defects: sublattices that empty on charge")
 
 
+class BarriersSpec(BaseModel):
+    """Working-ion migration barriers by NEB (see insertflow.flows.kinetics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_hop_length: float = Field(5.0, gt=0, description="A between working-ion sites that count as a hop")
+    hops: list[int] | None = Field(None, description="Which distinct hops (0 = shortest); default all")
+    modes: list[Literal["vacancy", "divacancy"]] = Field(
+        ["vacancy"], description="vacancy: one empty site; divacancy: a second one, path via the tetrahedral site"
+    )
+    supercell: list[int] | None = Field(None, description="Multiples of the host cell; default: min_image_distance")
+    min_image_distance: float = Field(8.0, gt=0, description="A: smallest supercell length when supercell is unset")
+    images: int = Field(5, ge=1, description="NEB images between the endpoints")
+    spring: float = Field(5.0, gt=0, description="NEB spring constant, eV/A^2")
+    climb: bool = Field(True, description="Climbing image")
+    fmax: float = Field(0.05, gt=0, description="eV/A: NEB convergence")
+    steps: int = Field(500, ge=1, description="NEB optimiser steps (FIRE)")
+    temperature: float = Field(300.0, gt=0, description="K: rates, diffusivities, kinetic limit")
+    attempt_frequency: float = Field(1e13, gt=0, description="Hz")
+    time_scale: float = Field(3600.0, gt=0, description="s: a hop must happen at least once in it")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -122,9 +144,9 @@ class Recipe(BaseModel):
 
     name: str = Field(description="Study name; results are stored and shown under it")
     description: str = Field("", description="Free text, stored with the study")
-    study: Literal["end_member_voltage", "insertion_levels", "defects", "electronic_structure"] = Field(
+    study: Literal["end_member_voltage", "insertion_levels", "defects", "electronic_structure", "barriers"] = Field(
         "end_member_voltage",
-        description="Which study: end_member_voltage, insertion_levels, defects, electronic_structure",
+        description="Which study: end_member_voltage, insertion_levels, defects, electronic_structure, barriers",
     )
     host: str = Field(description="Builtin host name (LiCoO2, ...) or a structure file relative to the recipe")
     working_ion: str = Field("Li", description="The inserted ion (Li, Na, K, Mg, Ca, Zn)")
@@ -137,6 +159,7 @@ class Recipe(BaseModel):
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
     electronic: ElectronicSpec | None = Field(None, description="Settings of an electronic_structure study")
+    barriers: BarriersSpec | None = Field(None, description="Settings of a barriers study")
     store: dict | None = Field(None, description="Store configuration (see insertflow.store); no credentials")
     workdir: str | None = Field(None, description="Where job folders go; a temporary folder if unset")
 
@@ -149,6 +172,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'levels' section belongs to study: insertion_levels")
         if self.defects is not None and self.study != "defects":
             raise ValueError("the 'defects' section belongs to study: defects")
+        if self.barriers is not None and self.study != "barriers":
+            raise ValueError("the 'barriers' section belongs to study: barriers")
         if (self.electronic is not None) != (self.study == "electronic_structure"):
             raise ValueError("study: electronic_structure needs an 'electronic' section (and only it has one)")
         if self.electronic is not None and self.electronic.calculator and self.energy_calculator:

@@ -13,22 +13,24 @@ from typing import TextIO
 from jobflow import Flow, JobStore, run_locally
 
 from insertflow.calculators import get_calculator
+from insertflow.calculators.base import NebSettings
 from insertflow.calculators.composite import GeometryThenEnergy
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
+from insertflow.flows.kinetics import BarrierSettings, BarrierStudyMaker
 from insertflow.flows.levels import InsertionLevelsMaker
 from insertflow.hosts import Host, load_host, read_structure
 from insertflow.progress import ProgressReporter, reporting
-from insertflow.recipe import DefectsSpec, LevelsSpec, Recipe
+from insertflow.recipe import BarriersSpec, DefectsSpec, LevelsSpec, Recipe
 from insertflow.sampling.defects import DefectSettings
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.store import StoreConfig, open_store, resolve_store_config
 
 #: ``kind`` of every study document a recipe can produce.
-STUDY_KINDS = ("end_member_voltage", "insertion_levels", "defects", "electronic_structure")
+STUDY_KINDS = ("end_member_voltage", "insertion_levels", "defects", "electronic_structure", "barriers")
 
 
 def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
@@ -54,6 +56,8 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
         return host, *_defects_flow(recipe, host, calculator, guard)
     if recipe.study == "electronic_structure":
         return host, *_electronic_flow(recipe, host, calculator, guard)
+    if recipe.study == "barriers":
+        return host, *_barriers_flow(recipe, host, calculator, guard)
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
@@ -104,6 +108,19 @@ def _electronic_calculator(recipe: Recipe, host: Host):
     calculator = get_calculator("gpaw") if spec is None else get_calculator(spec.name, spec.settings)
     check_elements(calculator, host)
     return calculator
+
+
+def _barriers_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:
+    spec = recipe.barriers or BarriersSpec()
+    neb_fields = {"images", "spring", "climb", "fmax", "steps"}
+    maker = BarrierStudyMaker(
+        calculator=calculator,
+        settings=BarrierSettings(**spec.model_dump(exclude=neb_fields)),
+        neb=NebSettings(**spec.model_dump(include=neb_fields)),
+        guard=guard,
+        study=recipe.name,
+    )
+    return maker.make(host), maker.planned(host)
 
 
 def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> tuple[Flow, dict[str, int]]:

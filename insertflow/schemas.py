@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from emmet.core.electrode import InsertionElectrodeDoc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -369,3 +369,75 @@ class ElectronicStudyDoc(StudyRecords):
     calculator: dict = Field(description="Relaxation calculator")
     electronic_calculator: dict
     points: list[ElectronicPoint] = Field(default_factory=list)
+
+
+class NebRecord(BaseModel):
+    """One nudged-elastic-band path as the analysis sees it: the relaxed path, or why there is none."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    label: str
+    content_key: str = Field(description="SHA-256 of the initial path + calculator identity + NEB settings")
+    calculator: dict
+    settings: dict = Field(description="NEB settings: images, spring, climb, fmax, steps, method")
+    status: Status
+    reason: str | None = None
+    reused: bool = False
+    endpoint_keys: list[str] = Field(default_factory=list, description="Content keys of the relaxed endpoints")
+    energies: list[float] | None = Field(None, description="eV, total, per image (endpoints included)")
+    images: list[Any] | None = Field(None, description="The relaxed path (pymatgen Structures, or their dicts)")
+    forward_barrier: float | None = Field(None, description="eV: E(saddle) - E(start)")
+    reverse_barrier: float | None = Field(None, description="eV: E(saddle) - E(end)")
+    reaction_energy: float | None = Field(None, description="eV: E(end) - E(start)")
+    saddle_index: int | None = None
+    converged: bool | None = None
+    n_steps: int | None = None
+    wall_time_s: float | None = None
+    job_uuid: str | None = None
+
+
+class HopResult(BaseModel):
+    """One working-ion hop at one x: its barrier and what it means at the study's temperature."""
+
+    label: str = Field(description="e.g. 'hop 0 (3.00 A, 1D) vacancy'")
+    hop: int = Field(description="Hop label of pymatgen-analysis-diffusion's MigrationGraph")
+    mode: str = Field(description="vacancy (one empty site) or divacancy (a second one next to both ends)")
+    length: float = Field(description="A between the two sites")
+    dimensionality: int = Field(description="Of the network these hops alone make: 1, 2 or 3")
+    equivalent: int = Field(description="Hops of this kind leaving one site")
+    x: float = Field(description="Working ions per framework unit in the start cell")
+    status: Status | None = None
+    reason: str | None = None
+    forward_barrier: float | None = Field(None, description="eV")
+    reverse_barrier: float | None = Field(None, description="eV")
+    reaction_energy: float | None = Field(None, description="eV: end minus start")
+    saddle_interior: bool | None = Field(None, description="False: the highest image is an endpoint")
+    path: list[list[float]] = Field(
+        default_factory=list, description="(A along the path, eV above the start) per image"
+    )
+    rate: float | None = Field(None, description="Hz: nu exp(-E_a/kT) at the study temperature")
+    diffusivity: float | None = Field(None, description="cm^2/s: dilute random walk on this hop network")
+    within_kinetic_limit: bool | None = Field(None, description="Crossed at least once in the time scale")
+    neb_key: str | None = None
+    reused: bool = False
+
+
+class BarrierStudyDoc(StudyRecords):
+    """Migration barriers of the working ion: one NEB per distinct hop and mode, from relaxed endpoints."""
+
+    study: str
+    kind: Literal["barriers"] = "barriers"
+    host: dict
+    calculator: dict
+    supercell: list[list[int]]
+    supercell_atoms: int
+    neb: dict = Field(description="NEB settings")
+    temperature: float = Field(description="K: rates, diffusivities and the kinetic limit")
+    attempt_frequency: float = Field(description="Hz")
+    time_scale: float = Field(description="s: a hop must happen at least once in it")
+    kinetic_limit: float = Field(description="eV: kT ln(nu tau)")
+    hops: list[HopResult] = Field(default_factory=list)
+    nebs: list[NebRecord] = Field(default_factory=list)
+    new_nebs: int = 0
+    reused_nebs: int = 0
+    notes: list[str] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from jobflow import Job
+from monty.json import MSONable
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
@@ -80,6 +81,54 @@ def with_charge(calculator: Any, charge: int) -> Any:
             "use gpaw or vasp (or an energy_calculator that is one), or leave defects.charge_states out"
         )
     return calculator.with_charge(charge)
+
+
+@dataclass(frozen=True)
+class NebSettings(MSONable):
+    """How a climbing-image NEB runs: part of its content key.
+
+    ``images`` counts the moving images between the two fixed endpoints; ``spring`` is ASE's
+    spring constant (eV/A^2); ``fmax`` (eV/A) the NEB force at which the path counts as converged.
+    """
+
+    images: int = 5
+    spring: float = 5.0
+    climb: bool = True
+    fmax: float = 0.05
+    steps: int = 500
+    method: str = "improvedtangent"  # ASE's tangent; the optimiser is FIRE (atomate2's AseNebInterface)
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.spring <= 0 or self.fmax <= 0 or self.steps < 1:
+            raise CalculatorError(
+                f"NEB needs images >= 1, spring > 0, fmax > 0 and steps >= 1 (got images={self.images}, "
+                f"spring={self.spring}, fmax={self.fmax}, steps={self.steps})"
+            )
+
+
+@dataclass
+class NebOutcome:
+    """What the analysis needs from a finished NEB: the path after the optimisation and its energies."""
+
+    images: list[Structure]  # endpoints included
+    energies: list[float]  # eV, total, one per image
+    converged: bool
+    n_steps: int | None = None
+    wall_time_s: float | None = None
+
+
+def supports_neb(calculator: Any) -> bool:
+    """Whether ``calculator`` runs nudged-elastic-band paths (``make_neb_job`` and ``neb_outcome``)."""
+    return callable(getattr(calculator, "make_neb_job", None))
+
+
+def fixed_cell(calculator: Any) -> Any:
+    """``calculator`` relaxing positions only (NEB endpoints share one cell); its identity says so."""
+    if getattr(calculator, "relax_cell", False):
+        from dataclasses import replace
+
+        return replace(calculator, relax_cell=False)
+    return calculator
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from atomate2.forcefields.jobs import ForceFieldRelaxMaker, ForceFieldStaticMaker
+from atomate2.forcefields.neb import ForceFieldNebFromImagesMaker
 from monty.json import MSONable
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
@@ -18,6 +19,8 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from insertflow.analysis.layers import rotate_normal_to_z
 from insertflow.calculators.base import (
     CalculationOutcome,
+    NebOutcome,
+    NebSettings,
     SinglePoint,
     as_structure,
     check_energy,
@@ -79,6 +82,14 @@ class CHGNetStaticMaker(_CHGNetModel, ForceFieldStaticMaker):
     name: str = "CHGNet static"
     force_field_name: str = "CHGNet"
     ionic_step_data: tuple[str, ...] | None = ("energy", "magmoms")
+
+
+@dataclass
+class CHGNetNebMaker(_CHGNetModel, ForceFieldNebFromImagesMaker):
+    """atomate2's force-field NEB (ASE's NEB on the images), pinned to a CHGNet model and thread count."""
+
+    name: str = "CHGNet NEB"
+    force_field_name: str = "CHGNet"
 
 
 def _threads_from_env() -> int | None:
@@ -154,6 +165,29 @@ class CHGNetCalculator(MSONable):
             optimizer_kwargs={"optimizer": self.optimizer},
         )
         return maker.make(structure)
+
+    def make_neb_job(self, images: list[Structure], settings: NebSettings):
+        """atomate2's ASE NEB (climbing image, improved tangent) on ``images``, endpoints included and fixed."""
+        maker = CHGNetNebMaker(
+            model_version=self.model,
+            num_threads=self.threads,
+            steps=settings.steps,
+            neb_kwargs={"k": settings.spring, "climb": settings.climb, "method": settings.method},
+            relax_kwargs={"fmax": settings.fmax},
+            optimizer_kwargs={},
+        )
+        maker.name = f"CHGNet NEB ({settings.images} images)"
+        return maker.make(images)
+
+    def neb_outcome(self, output: Any) -> NebOutcome:
+        """Images and energies of emmet's ``NebResult`` (object or dict); converged from its state."""
+        images = [as_structure(image) for image in field_of(output, "images")]
+        energies = [float(e) for e in field_of(output, "energies")]
+        state = field_of(output, "state")
+        converged = str(getattr(state, "value", state)) == "successful"
+        tags = field_of(output, "tags") or []
+        elapsed = next((float(t.split()[2]) for t in tags if str(t).startswith("elapsed time")), None)
+        return NebOutcome(images=images, energies=energies, converged=converged, wall_time_s=elapsed)
 
     def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
         """CHGNet total energies (eV) of unrelaxed structures, one model call each.

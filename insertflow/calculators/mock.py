@@ -30,8 +30,13 @@ Repulsion makes orderings rank (spread-out ions are cheaper), makes the formatio
 convex in x (so intermediate compositions can sit on the hull) and lowers the average
 voltage below ``voltage`` by the mean repulsion per ion. A "relaxation" returns the input
 structure. Faults are injected by reduced formula (or ``"*"``): ``raise``, ``nan``,
-``no_converge`` and ``drift`` (opens a 3 A gap along the cell's c* axis unless the
-stacking spacing is held fixed).
+``no_converge``, ``drift`` (opens a 3 A gap along the cell's c* axis unless the stacking
+spacing is held fixed) and ``neb`` (an NEB of that formula does not converge).
+
+An NEB path is analytic: along the reaction coordinate s in [0, 1] of the linear path,
+E(s) = (1 - s) E_start + s E_end + B sin^2(pi s), a double well with its bump B set by what
+moves most (``ion_barrier`` for a working ion, ``tm_barrier`` for a TM). The climbing image
+lands on the exact maximum, so the barrier is known in closed form.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from insertflow.calculators.base import (
     CalculationOutcome,
+    NebOutcome,
+    NebSettings,
     SinglePoint,
     as_structure,
     check_energy,
@@ -71,7 +78,9 @@ ELEMENTAL_ENERGY = {"Li": -1.909, "Na": -1.312, "K": -1.110, "Mg": -1.600, "Ca":
 ANIONS = frozenset({"O", "F", "S", "Se", "Cl", "N"})
 #: A cation and an anion closer than this (A) are bonded: the anions two cations both bond to are shared.
 ANION_SHELL = 2.7
-FaultMode = Literal["raise", "nan", "no_converge", "drift"]
+FaultMode = Literal["raise", "nan", "no_converge", "drift", "neb"]
+#: Defaults of the mock's NEB bumps (eV): a working ion and a TM moving between sites.
+MOCK_ION_BARRIER, MOCK_TM_BARRIER = 0.4, 1.2
 FAULT_MODES = get_args(FaultMode)
 
 
@@ -247,6 +256,8 @@ class MockCalculator(MSONable):
     seconds: float = 0.0  # how long each calculation takes (tests of concurrent workers); not in the key
     charge: int = 0  # net charge of the cell: E(q) = E(0) + q * charge_level (no electrons: bookkeeping only)
     charge_level: float = -2.0  # eV: puts a donor's (0/+) level 2 eV above the mock VBM, before correction
+    ion_barrier: float = MOCK_ION_BARRIER  # eV: NEB bump when a working ion moves most
+    tm_barrier: float = MOCK_TM_BARRIER  # eV: NEB bump when a TM moves most
 
     def __post_init__(self) -> None:
         unknown = {k: v for k, v in self.faults.items() if v not in FAULT_MODES}
@@ -271,7 +282,30 @@ class MockCalculator(MSONable):
         settings = {**settings, "faults": dict(sorted(self.faults.items()))}
         if self.charge:  # neutral keys stay what they were
             settings |= {"charge": self.charge, "charge_level": self.charge_level}
+        if (self.ion_barrier, self.tm_barrier) != (MOCK_ION_BARRIER, MOCK_TM_BARRIER):  # likewise
+            settings |= {"ion_barrier": self.ion_barrier, "tm_barrier": self.tm_barrier}
         return {"name": self.name, "version": MOCK_MODEL_VERSION, "settings": settings}
+
+    def make_neb_job(self, images: list[Structure], settings: NebSettings):
+        """The analytic double-well path through ``images`` (endpoints included)."""
+        return MockNebMaker(
+            model=self.model,
+            settings=settings,
+            ion_barrier=self.ion_barrier,
+            tm_barrier=self.tm_barrier,
+            faults=self.faults,
+        ).make(images)
+
+    def neb_outcome(self, output: Any) -> NebOutcome:
+        """Images and energies of a ``MockNebDoc`` (object or dict)."""
+        images = [as_structure(image) for image in field_of(output, "images")]
+        return NebOutcome(
+            images=images,
+            energies=[float(e) for e in field_of(output, "energies")],
+            converged=bool(field_of(output, "converged")),
+            n_steps=field_of(output, "n_steps"),
+            wall_time_s=field_of(output, "elapsed_time"),
+        )
 
     def with_charge(self, charge: int) -> MockCalculator:
         """The same model for a cell of net charge ``charge``."""
@@ -332,3 +366,59 @@ def mock_total_dos(n_atoms: int) -> dict:
         "energies": np.round(energies, 5).tolist(),
         "densities": np.round(densities, 6).tolist(),
     }
+
+
+class MockNebDoc(BaseModel):
+    """Output of a mock NEB: the images (endpoints included) and their energies."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    images: list[Structure]
+    energies: list[float]
+    converged: bool
+    n_steps: int
+    elapsed_time: float
+
+
+def mock_path_energy(s: np.ndarray | float, start: float, end: float, bump: float):
+    """E(s) = (1 - s) E_start + s E_end + B sin^2(pi s) along the linear path (eV)."""
+    return (1 - s) * start + s * end + bump * np.sin(np.pi * s) ** 2
+
+
+@dataclass
+class MockNebMaker(Maker):
+    """An NEB whose energy along the path is ``mock_path_energy`` (milliseconds)."""
+
+    name: str = "mock NEB"
+    model: MockModel = field(default_factory=MockModel)
+    settings: NebSettings = field(default_factory=NebSettings)
+    ion_barrier: float = MOCK_ION_BARRIER
+    tm_barrier: float = MOCK_TM_BARRIER
+    faults: dict[str, str] = field(default_factory=dict)
+
+    @job
+    def make(self, images: list[Structure]) -> MockNebDoc:
+        """Energies of the images on the analytic path; the climbing image on its maximum."""
+        begin = time.perf_counter()
+        start, end = images[0], images[-1]
+        e_start, e_end = self.model.energy(start), self.model.energy(end)
+        shifts = [start[i].distance(end[i]) for i in range(len(start))]
+        mover = start[int(np.argmax(shifts))].specie.symbol
+        bump = self.ion_barrier if mover in MOBILE_IONS else self.tm_barrier if is_transition_metal(mover) else 0.8
+        s_values = np.linspace(0.0, 1.0, len(images))
+        if self.settings.climb:  # the image nearest the maximum climbs onto it (its energy; its structure stays)
+            fine = np.linspace(0.0, 1.0, 20001)
+            top = float(fine[np.argmax(mock_path_energy(fine, e_start, e_end, bump))])
+            if 0.0 < top < 1.0:
+                nearest = 1 + int(np.argmin(np.abs(s_values[1:-1] - top)))
+                s_values[nearest] = top
+        path = [image.copy() for image in images]  # the path as given (a mock "relaxes" nothing)
+        energies = [float(mock_path_energy(s, e_start, e_end, bump)) for s in s_values]
+        fault = fault_for(self.faults, start.composition.reduced_formula)
+        return MockNebDoc(
+            images=path,
+            energies=energies,
+            converged=fault != "neb",
+            n_steps=self.settings.steps if fault == "neb" else 1,
+            elapsed_time=time.perf_counter() - begin,
+        )

@@ -1,0 +1,434 @@
+"""Working-ion migration barriers as a jobflow DAG: relaxed host -> hops -> relaxed endpoints -> NEB -> barriers.
+
+The host relaxation (cell and positions) is an ordinary content-keyed calculation, reused from
+any earlier study. A planning job then finds the symmetry-distinct hops on the *relaxed* host
+(``sampling.hops``), builds both endpoints of each hop in the supercell and relaxes them with the
+cell held (``fixed_cell``), again content-keyed. Each NEB starts from its relaxed endpoints and is
+itself content-keyed (the initial path, the calculator's identity and the NEB settings), so a
+rerun computes nothing. The NEB runs through the calculator's ``make_neb_job`` (atomate2's NEB
+makers for the ML potentials). Nothing here knows which calculator it drives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
+from monty.json import MSONable
+from pymatgen.core import Structure
+
+from insertflow import progress
+from insertflow.analysis.barriers import (
+    DEFAULT_ATTEMPT_FREQUENCY,
+    DEFAULT_TIME_SCALE,
+    diffusivity,
+    endpoint_mismatch,
+    hop_rate,
+    kinetic_limit,
+    moving_atoms,
+    path_barrier,
+)
+from insertflow.calculators.base import Calculator, NebSettings, as_structure, fixed_cell, supports_neb
+from insertflow.errors import CalculatorError, InsertflowError, RecipeError
+from insertflow.flows.calculation import CalculationMaker, LayerGuard, _finished_record
+from insertflow.hosts import Host
+from insertflow.sampling.hops import HOP_MODES, Hop, distinct_hops, hop_endpoints, initial_path
+from insertflow.schemas import BarrierStudyDoc, CalculationRecord, FailedCalculation, HopResult, NebRecord
+
+STAGE = "nebs"
+ANALYSIS_STAGE = "analysis"
+#: Endpoint relaxation: an atom other than the hopping ion that moves this far (A) changed the hop.
+ENDPOINT_DRIFT = 0.5
+
+
+@dataclass
+class BarrierSettings(MSONable):
+    """Which hops a barrier study computes, in which cell, and what its rates assume."""
+
+    max_hop_length: float = 5.0  # A between working-ion sites
+    hops: list[int] | None = None  # indices into the distinct hops, shortest first; None: all
+    modes: list[str] = field(default_factory=lambda: ["vacancy"])
+    supercell: list[int] | None = None  # diagonal multiples of the host cell; None: the smallest with images apart
+    min_image_distance: float = 8.0  # A between the hopping ion and its periodic images
+    temperature: float = 300.0  # K
+    attempt_frequency: float = DEFAULT_ATTEMPT_FREQUENCY  # Hz
+    time_scale: float = DEFAULT_TIME_SCALE  # s
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.modes if m not in HOP_MODES]
+        if unknown:
+            raise RecipeError(f"unknown hop mode(s) {unknown}; use {', '.join(HOP_MODES)}")
+        if self.max_hop_length <= 0 or self.temperature <= 0:
+            raise RecipeError("barriers.max_hop_length and barriers.temperature must be positive")
+
+
+def chosen_hops(host: Host, settings: BarrierSettings) -> list[Hop]:
+    """The distinct hops of the host's working ion the settings ask for (one clear error otherwise)."""
+    hops = distinct_hops(host.structure, host.working_ion, settings.max_hop_length)
+    if settings.hops is None:
+        return hops
+    missing = [i for i in settings.hops if not 0 <= i < len(hops)]
+    if missing:
+        raise RecipeError(
+            f"barriers.hops {missing} do not exist: this host has {len(hops)} distinct hops up to "
+            f"{settings.max_hop_length} A ({', '.join(h.name for h in hops)})"
+        )
+    return [hops[i] for i in settings.hops]
+
+
+def supercell_for(structure: Structure, settings: BarrierSettings) -> list[int]:
+    """The recipe's multiples, else the smallest diagonal supercell with every length >= min_image_distance."""
+    if settings.supercell is not None:
+        multiples = [int(m) for m in settings.supercell]
+        if len(multiples) != 3 or min(multiples) < 1:
+            raise RecipeError(f"barriers.supercell must be 3 positive integers (got {settings.supercell})")
+        return multiples
+    return [max(1, int(np.ceil(settings.min_image_distance / length - 1e-9))) for length in structure.lattice.abc]
+
+
+@dataclass
+class BarrierStudyMaker(Maker):
+    """Relax the host, then one NEB per distinct hop and mode from relaxed endpoints."""
+
+    name: str = "barriers"
+    calculator: Calculator | None = None
+    settings: BarrierSettings = field(default_factory=BarrierSettings)
+    neb: NebSettings = field(default_factory=NebSettings)
+    guard: LayerGuard = field(default_factory=LayerGuard)
+    study: str = ""
+
+    def check(self, host: Host) -> list[Hop]:
+        """Refuse, before any job exists, a calculator without NEBs or a host without the hops asked for."""
+        if self.calculator is None:
+            raise CalculatorError("BarrierStudyMaker needs a calculator")
+        if not supports_neb(self.calculator):
+            raise CalculatorError(f"{self.calculator.name} does not run NEB paths here; use chgnet (or mock for tests)")
+        hops = chosen_hops(host, self.settings)
+        multiples = supercell_for(host.structure, self.settings)
+        for hop in hops:
+            along = np.abs(np.asarray(host.structure.lattice.get_fractional_coords(hop.vector)))
+            if np.any(along * 2 > np.asarray(multiples) + 1e-6):
+                raise RecipeError(
+                    f"{hop.name} spans more than half the {multiples} supercell: the ion would meet its own "
+                    "image; use a larger barriers.supercell"
+                )
+        return hops
+
+    def planned(self, host: Host) -> dict[str, int]:
+        """Progress totals: the host and two endpoints per path; one NEB per path."""
+        paths = len(self.check(host)) * len(self.settings.modes)
+        return {"calculations": 1 + 2 * paths, STAGE: paths, ANALYSIS_STAGE: 1}
+
+    def make(self, host: Host) -> Flow:
+        """The host relaxation, then the planning job that adds the endpoints and the NEBs."""
+        self.check(host)
+        relax = CalculationMaker(
+            calculator=self.calculator, label="host", task="relax", study=self.study, guard=self.guard
+        ).make(host.structure)
+        context = {
+            "study": self.study,
+            "host": {"formula": host.formula, "working_ion": host.working_ion, "source": host.source},
+            "supercell": supercell_for(host.structure, self.settings),
+        }
+        plan = plan_barriers(relax.output, self.calculator, self.guard, self.settings, self.neb, context)
+        plan.name = f"plan barriers {host.formula}"
+        plan.config.on_missing_references = OnMissing.NONE
+        return Flow([relax, plan], output=plan.output, name=f"barriers {host.formula}")
+
+
+@job
+def plan_barriers(
+    host_raw,
+    calculator: Calculator,
+    guard: LayerGuard,
+    settings: BarrierSettings,
+    neb: NebSettings,
+    context: dict,
+) -> Response | BarrierStudyDoc:
+    """On the relaxed host: the hops, their endpoints (relaxed with the cell held) and one NEB each."""
+    host_record = None if host_raw is None else CalculationRecord.model_validate(host_raw)
+    if host_record is None or host_record.status != "ok":
+        doc = _new_document(context, calculator.identity(), neb, settings)
+        reason = "did not finish" if host_record is None else host_record.reason
+        doc.missing.append(f"the host relaxation has no usable result ({reason}): no hops")
+        if host_record is not None:
+            doc.calculations = [host_record]
+        return doc
+    relaxed = host_record.entry.structure
+    ion = context["host"]["working_ion"]
+    hops = distinct_hops(relaxed, ion, settings.max_hop_length)
+    if settings.hops is not None:
+        hops = [hops[i] for i in settings.hops if i < len(hops)]
+    supercell = relaxed * context["supercell"]
+    endpoint_calculator = fixed_cell(calculator)
+    jobs, paths = [], []
+    for hop in hops:
+        for mode in settings.modes:
+            label = f"{hop.name} {mode}"
+            try:
+                ends = hop_endpoints(supercell, hop, relaxed, ion, mode)
+            except InsertflowError as exc:
+                paths.append({"label": label, "hop": hop, "mode": mode, "reason": str(exc)})
+                continue
+            relax_start = CalculationMaker(
+                calculator=endpoint_calculator,
+                label=f"{label} start",
+                task="relax",
+                study=context["study"],
+                guard=guard,
+            ).make(ends.start)
+            relax_end = CalculationMaker(
+                calculator=endpoint_calculator, label=f"{label} end", task="relax", study=context["study"], guard=guard
+            ).make(ends.end)
+            run = neb_from_endpoints(
+                relax_start.output, relax_end.output, ends.moving, ends.waypoint, calculator, neb, label
+            )
+            run.name = f"NEB {label}"
+            run.config.on_missing_references = OnMissing.NONE
+            run.config.expose_store = True
+            jobs += [relax_start, relax_end, run]
+            paths.append(
+                {
+                    "label": label,
+                    "hop": hop,
+                    "mode": mode,
+                    "x": ends.x,
+                    "neb": run.output,
+                    "endpoints": [relax_start.output, relax_end.output],
+                }
+            )
+    final = analyse_barriers(
+        [p.get("neb") for p in paths],
+        [p.get("endpoints") for p in paths],
+        [
+            {k: (asdict(v) if isinstance(v, Hop) else v) for k, v in p.items() if k not in ("neb", "endpoints")}
+            for p in paths
+        ],
+        host_record.model_dump(),
+        calculator.identity(),
+        settings,
+        neb,
+        context,
+    )
+    final.name = f"barrier study {context['host']['formula']}"
+    final.config.on_missing_references = OnMissing.NONE
+    final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
+    return Response(replace=Flow([*jobs, final], output=final.output))
+
+
+def neb_key(images: list[Structure], identity: dict, settings: NebSettings) -> str:
+    """SHA-256 of the initial path (lattice, species and ordered positions), the calculator and the settings."""
+    path = [
+        {
+            "lattice": np.round(image.lattice.matrix, 4).tolist(),
+            "species": [site.species_string for site in image],
+            "frac": np.round(np.mod(np.round(image.frac_coords, 4), 1.0), 4).tolist(),
+        }
+        for image in images
+    ]
+    payload = {"path": path, "calculator": identity, "task": "neb", "settings": settings.as_dict()}
+    payload["settings"] = {k: v for k, v in payload["settings"].items() if not k.startswith("@")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@job
+def neb_from_endpoints(
+    start_raw, end_raw, moving: int, waypoint, calculator: Calculator, settings: NebSettings, label: str
+) -> NebRecord | Response:
+    """Check the relaxed endpoints, build the initial path, reuse a finished NEB of its key or run it."""
+    base = {"label": label, "calculator": calculator.identity(), "settings": _settings_dict(settings)}
+    item = f"NEB {label} ({calculator.name})"
+    records = [None if raw is None else CalculationRecord.model_validate(raw) for raw in (start_raw, end_raw)]
+    for name, record in zip(("start", "end"), records, strict=True):
+        if record is None or record.status != "ok":
+            reason = "did not finish" if record is None else record.reason
+            progress.emit(STAGE, item, f"not run: the {name} endpoint has no usable result")
+            return NebRecord(status="failed", reason=f"the {name} endpoint has no usable result ({reason})", **base)
+    start, end = (r.entry.structure for r in records)
+    base["endpoint_keys"] = [r.content_key for r in records]
+    mismatch = endpoint_mismatch(start, end)
+    if mismatch:
+        reason = "the endpoints do not map onto each other: " + "; ".join(mismatch[:5])
+        progress.emit(STAGE, item, f"not run: {reason}")
+        return NebRecord(status="failed", reason=reason, **base)
+    drifted = [(i, d) for i, d in moving_atoms(start, end, ENDPOINT_DRIFT) if i != moving]
+    if drifted:
+        names = ", ".join(f"{start[i].species_string} {i} ({d:.2f} A)" for i, d in drifted[:5])
+        reason = (
+            f"the relaxed endpoints differ in more than the hopping ion: {names} moved "
+            f"> {ENDPOINT_DRIFT} A (a neighbour fell into the vacancy?): not this hop"
+        )
+        progress.emit(STAGE, item, f"not run: {reason}")
+        return NebRecord(status="failed", reason=reason, **base)
+    images = initial_path(start, end, settings.images, moving, waypoint)
+    key = neb_key(images, calculator.identity(), settings)
+    store = CURRENT_JOB.store
+    cached = _finished_record(store, key)
+    if cached is not None:
+        record = NebRecord.model_validate(cached["output"]).model_copy(update={"label": label, "reused": True})
+        progress.emit(STAGE, item, f"reused (key {key[:10]})")
+        return record
+    progress.emit(STAGE, item, f"running ({settings.images} images)...")
+    calc_job = calculator.make_neb_job(images, settings)
+    calc_job.name = f"{calculator.name} NEB {label} [{key[:10]}]"
+    calc_job.update_metadata({"insertflow": {"kind": "raw_calculation", "content_key": key}})
+    record_job = record_neb(calc_job.output, calculator, {**base, "content_key": key}, calc_job.name, calc_job.uuid)
+    record_job.name = f"record NEB {label}"
+    record_job.config.on_missing_references = OnMissing.NONE
+    return Response(replace=Flow([calc_job, record_job], output=record_job.output, name=f"NEB {label}"))
+
+
+def _settings_dict(settings: NebSettings) -> dict:
+    return {k: v for k, v in settings.as_dict().items() if not k.startswith("@")}
+
+
+@job
+def record_neb(output, calculator: Calculator, base: dict, calc_job_name: str, calc_job_uuid: str) -> NebRecord:
+    """Turn an NEB output into a record: the path and its barriers, or why there is none."""
+    item = f"NEB {base['label']} ({calculator.name})"
+    base = {**base, "job_uuid": calc_job_uuid}
+    if output is None:
+        detail = progress.job_error(calc_job_name)
+        reason = f"the {calculator.name} NEB job raised an exception" + (f": {detail}" if detail else "")
+        progress.emit(STAGE, item, f"FAILED: {reason}")
+        return NebRecord(status="failed", reason=reason, **base)
+    try:
+        outcome = calculator.neb_outcome(output)
+        barrier = path_barrier(outcome.energies)
+    except (CalculatorError, ValueError, TypeError, KeyError) as exc:
+        progress.emit(STAGE, item, f"FAILED: {exc}")
+        return NebRecord(status="failed", reason=f"could not read the NEB output: {exc}", **base)
+    found = {
+        "energies": outcome.energies,
+        "images": outcome.images,
+        "forward_barrier": barrier.forward,
+        "reverse_barrier": barrier.reverse,
+        "reaction_energy": barrier.reaction_energy,
+        "saddle_index": barrier.saddle_index,
+        "converged": outcome.converged,
+        "n_steps": outcome.n_steps,
+        "wall_time_s": outcome.wall_time_s,
+    }
+    if not outcome.converged:
+        reason = (
+            f"the NEB did not converge to fmax {base['settings']['fmax']} eV/A in {base['settings']['steps']} steps: "
+            "its barrier is unresolved (raise steps, or add images)"
+        )
+        progress.emit(STAGE, item, f"FAILED: {reason}")
+        return NebRecord(status="failed", reason=reason, **base, **found)
+    progress.emit(STAGE, item, f"new, barrier {barrier.forward:.3f} eV")
+    return NebRecord(status="ok", **base, **found)
+
+
+def _new_document(context: dict, identity: dict, neb: NebSettings, settings: BarrierSettings) -> BarrierStudyDoc:
+    multiples = context["supercell"]
+    return BarrierStudyDoc(
+        study=context["study"],
+        host=context["host"],
+        calculator=identity,
+        supercell=np.diag(multiples).astype(int).tolist(),
+        supercell_atoms=0,
+        neb=_settings_dict(neb),
+        temperature=settings.temperature,
+        attempt_frequency=settings.attempt_frequency,
+        time_scale=settings.time_scale,
+        kinetic_limit=kinetic_limit(settings.temperature, settings.attempt_frequency, settings.time_scale),
+    )
+
+
+@job
+def analyse_barriers(
+    neb_raws: list,
+    endpoint_raws: list,
+    paths: list[dict],
+    host_raw: dict,
+    identity: dict,
+    settings: BarrierSettings,
+    neb: NebSettings,
+    context: dict,
+) -> BarrierStudyDoc:
+    """Barriers per hop and mode, their rates and diffusivities at the study temperature; the final document."""
+    host_record = CalculationRecord.model_validate(host_raw)
+    doc = _new_document(context, identity, neb, settings)
+    doc.supercell_atoms = len(host_record.entry.structure) * int(np.prod(context["supercell"]))
+    calculations = [host_record]
+    for path, neb_raw, ends in zip(paths, neb_raws, endpoint_raws, strict=True):
+        hop = path["hop"]
+        result = HopResult(
+            label=path["label"],
+            hop=hop["label"],
+            mode=path["mode"],
+            length=round(hop["length"], 4),
+            dimensionality=hop["dimensionality"],
+            equivalent=hop["equivalent"],
+            x=round(path.get("x", float("nan")), 6),
+        )
+        doc.hops.append(result)
+        if "reason" in path:
+            result.status, result.reason = "failed", path["reason"]
+            doc.missing.append(f"{path['label']}: {path['reason']}")
+            continue
+        for raw in ends or []:
+            if raw is not None:
+                calculations.append(CalculationRecord.model_validate(raw))
+        record = None if neb_raw is None else NebRecord.model_validate(neb_raw)
+        if record is None:
+            result.status, result.reason = "failed", "the NEB job did not finish"
+            doc.missing.append(f"{path['label']}: the NEB job did not finish")
+            continue
+        doc.nebs.append(record)
+        result.status, result.reason = record.status, record.reason
+        result.neb_key, result.reused = record.content_key, record.reused
+        if record.status != "ok":
+            doc.missing.append(f"{path['label']}: {record.reason}")
+            continue
+        barrier = path_barrier(record.energies)
+        result.forward_barrier = round(barrier.forward, 6)
+        result.reverse_barrier = round(barrier.reverse, 6)
+        result.reaction_energy = round(barrier.reaction_energy, 6)
+        result.saddle_interior = barrier.saddle_is_interior
+        result.path = _path_profile(record)
+        result.rate = hop_rate(barrier.forward, settings.temperature, settings.attempt_frequency)
+        result.diffusivity = diffusivity(
+            barrier.forward,
+            hop["length"],
+            settings.temperature,
+            hop["dimensionality"] if hop["dimensionality"] in (1, 2, 3) else 3,
+            hop["equivalent"],
+            settings.attempt_frequency,
+        )
+        result.within_kinetic_limit = barrier.forward <= doc.kinetic_limit
+        if not barrier.saddle_is_interior:
+            doc.notes.append(
+                f"{path['label']}: the highest image is an endpoint; the barrier is the endpoint difference"
+            )
+    doc.calculations = calculations
+    doc.failed = [
+        FailedCalculation(label=r.label, formula=r.formula, status=r.status, reason=r.reason or "")
+        for r in calculations
+        if r.status != "ok"
+    ]
+    doc.new_calculations = sum(1 for r in calculations if not r.reused)
+    doc.reused_calculations = sum(1 for r in calculations if r.reused)
+    doc.new_nebs = sum(1 for r in doc.nebs if not r.reused)
+    doc.reused_nebs = sum(1 for r in doc.nebs if r.reused)
+    done = [h for h in doc.hops if h.forward_barrier is not None]
+    summary = ", ".join(f"{h.label} {h.forward_barrier:.3f} eV" for h in done) or "no barrier"
+    progress.emit(ANALYSIS_STAGE, f"barriers {context['host']['formula']}", summary)
+    return doc
+
+
+def _path_profile(record: NebRecord) -> list[list[float]]:
+    """(A along the path, eV above the start) per image: the reaction coordinate is the summed image spacing."""
+    images = [as_structure(image) for image in record.images]
+    distance, profile = 0.0, []
+    for index, image in enumerate(images):
+        if index:
+            step = image.frac_coords - images[index - 1].frac_coords
+            step -= np.round(step)
+            distance += float(np.linalg.norm(image.lattice.get_cartesian_coords(step)))
+        profile.append([round(distance, 4), round(record.energies[index] - record.energies[0], 6)])
+    return profile
