@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from insertflow.recipe import (
+    BarriersSpec,
     CalculatorSpec,
     DefectsSpec,
     ElectronicSpec,
@@ -46,6 +47,7 @@ def test_mkdocs_builds_strictly(tmp_path):
         (ScreenSpec, "levels.screen."),
         (DefectsSpec, "defects."),
         (ElectronicSpec, "electronic."),
+        (BarriersSpec, "barriers."),
     ],
 )
 def test_every_recipe_key_is_documented_with_a_meaning(model, prefix):
