@@ -339,6 +339,7 @@ def render_defects(doc: dict, where: str) -> str:
             text += f", forms below x = {cls['onset_x']:.3f} ({cls['onset_site']})"
         lines.append(text)
     lines.extend(f"  F_O: {report}" for report in doc.get("f_o_reduction", []))
+    lines += _barrier_lines(doc)
     loop = doc.get("hysteresis")
     if loop:
         if loop["coupled"]:
@@ -351,6 +352,27 @@ def render_defects(doc: dict, where: str) -> str:
             lines.append("Hysteresis: 0 V (no coupled defect forms; the discharge retraces the charge)")
     lines.extend(f"  Note: {note}" for note in doc.get("notes", []))
     return "\n".join(lines + _footer(doc, where))
+
+
+def _barrier_lines(doc: dict) -> list[str]:
+    """The TM-migration barriers per x and, when they close the gate, the loop energies alone would give."""
+    lines = []
+    for barrier in doc.get("migration_barriers", []):
+        if barrier["forward_barrier"] is None:
+            lines.append(f"  TM barrier x={barrier['x']:.3f}: unresolved ({barrier['reason']})")
+            continue
+        lines.append(
+            f"  TM barrier x={barrier['x']:.3f}: dE {barrier['migration_energy']:+.3f} eV, oct->tet->oct "
+            f"{barrier['forward_barrier']:.3f} eV out, {barrier['reverse_barrier']:.3f} eV back "
+            f"({'below' if barrier['within_kinetic_limit'] else 'above'} the {doc['kinetic_limit']:.2f} eV limit)"
+        )
+    ungated = doc.get("hysteresis_ungated")
+    if ungated:
+        lines.append(
+            f"Hysteresis from energies alone: {ungated['average_hysteresis']:.3f} V through {ungated['migrated_label']}"
+            "; the barriers keep the TM home"
+        )
+    return lines
 
 
 def render_electronic(doc: dict, where: str) -> str:

@@ -97,6 +97,14 @@ class DefectsSpec(BaseModel):
         None, description="Static dielectric constant (or 3 diagonal values) for the Freysoldt correction"
     )
     max_active_sites: int = Field(18, ge=1, description="Refuse supercells with more active sites than this")
+    migration_barriers: bool = Field(
+        False, description="NEB (oct -> tet -> oct) of the lowest migrated TM at each x; gates the hysteresis loop"
+    )
+    neb_images: int = Field(5, ge=1, description="With migration_barriers: NEB images between the endpoints")
+    neb_fmax: float = Field(0.05, gt=0, description="With migration_barriers: eV/A NEB convergence")
+    neb_steps: int = Field(500, ge=1, description="With migration_barriers: NEB optimiser steps")
+    attempt_frequency: float = Field(1e13, gt=0, description="Hz: the kinetic limit at the operating temperature")
+    time_scale: float = Field(3600.0, gt=0, description="s: a migration must happen within it (e.g. one charge)")
 
 
 class ElectronicSpec(BaseModel):

@@ -127,7 +127,11 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
     spec = recipe.defects or DefectsSpec()
     maker_only = {"chemical_potentials", "limit", "competing_phases", "discharge_orderings"}
     maker_only |= {"synthesis_temperature", "operating_temperature", "oxygen_pressure", "charge_states", "dielectric"}
+    maker_only |= {"migration_barriers", "neb_images", "neb_fmax", "neb_steps", "attempt_frequency", "time_scale"}
     settings = DefectSettings(**spec.model_dump(exclude=maker_only))
+    neb = None
+    if spec.migration_barriers:
+        neb = NebSettings(images=spec.neb_images, fmax=spec.neb_fmax, steps=spec.neb_steps)
     maker = DefectStudyMaker(
         calculator=calculator,
         settings=settings,
@@ -139,6 +143,9 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
         oxygen_pressure=spec.oxygen_pressure,
         charge_states=spec.charge_states,
         dielectric=spec.dielectric,
+        migration_barriers=neb,
+        attempt_frequency=spec.attempt_frequency,
+        time_scale=spec.time_scale,
         discharge_orderings=spec.discharge_orderings,
         guard=guard,
         study=recipe.name,

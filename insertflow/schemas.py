@@ -266,6 +266,33 @@ class DefectClassDoc(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class NebRecord(BaseModel):
+    """One nudged-elastic-band path as the analysis sees it: the relaxed path, or why there is none."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    label: str
+    content_key: str | None = Field(
+        None, description="SHA-256 of the initial path + calculator identity + NEB settings (None: not run)"
+    )
+    calculator: dict
+    settings: dict = Field(description="NEB settings: images, spring, climb, fmax, steps, method")
+    status: Status
+    reason: str | None = None
+    reused: bool = False
+    endpoint_keys: list[str] = Field(default_factory=list, description="Content keys of the relaxed endpoints")
+    energies: list[float] | None = Field(None, description="eV, total, per image (endpoints included)")
+    images: list[Any] | None = Field(None, description="The relaxed path (pymatgen Structures, or their dicts)")
+    forward_barrier: float | None = Field(None, description="eV: E(saddle) - E(start)")
+    reverse_barrier: float | None = Field(None, description="eV: E(saddle) - E(end)")
+    reaction_energy: float | None = Field(None, description="eV: E(end) - E(start)")
+    saddle_index: int | None = None
+    converged: bool | None = None
+    n_steps: int | None = None
+    wall_time_s: float | None = None
+    job_uuid: str | None = None
+
+
 class HysteresisDoc(BaseModel):
     """Charge and discharge branches and the loop between them."""
 
@@ -303,6 +330,18 @@ class DefectStudyDoc(StudyRecords):
         default_factory=dict, description="Scale of the calculator's energies and what was done about it"
     )
     charge_treatment: str | None = Field(None, description="Neutral only (and why), or how charges were treated")
+    migration_barriers: list[dict] = Field(
+        default_factory=list,
+        description="Per x: the lowest stayed TM migration, its dE, oct->tet->oct barriers both ways and the verdict",
+    )
+    nebs: list[NebRecord] = Field(default_factory=list, description="The TM-migration NEBs")
+    kinetic_limit: float | None = Field(None, description="eV: kT ln(nu tau) at the operating temperature")
+    migration_onset_x: float | None = Field(
+        None, description="Highest x where TM migration is downhill and below the kinetic limit (gated)"
+    )
+    hysteresis_ungated: HysteresisDoc | None = Field(
+        None, description="The loop from energies alone, when the barriers close the gate"
+    )
     fermi_level: dict | None = Field(
         None,
         description="Self-consistent E_F (eV above the VBM) at the synthesis point and temperature: the "
@@ -369,31 +408,6 @@ class ElectronicStudyDoc(StudyRecords):
     calculator: dict = Field(description="Relaxation calculator")
     electronic_calculator: dict
     points: list[ElectronicPoint] = Field(default_factory=list)
-
-
-class NebRecord(BaseModel):
-    """One nudged-elastic-band path as the analysis sees it: the relaxed path, or why there is none."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    label: str
-    content_key: str = Field(description="SHA-256 of the initial path + calculator identity + NEB settings")
-    calculator: dict
-    settings: dict = Field(description="NEB settings: images, spring, climb, fmax, steps, method")
-    status: Status
-    reason: str | None = None
-    reused: bool = False
-    endpoint_keys: list[str] = Field(default_factory=list, description="Content keys of the relaxed endpoints")
-    energies: list[float] | None = Field(None, description="eV, total, per image (endpoints included)")
-    images: list[Any] | None = Field(None, description="The relaxed path (pymatgen Structures, or their dicts)")
-    forward_barrier: float | None = Field(None, description="eV: E(saddle) - E(start)")
-    reverse_barrier: float | None = Field(None, description="eV: E(saddle) - E(end)")
-    reaction_energy: float | None = Field(None, description="eV: E(end) - E(start)")
-    saddle_index: int | None = None
-    converged: bool | None = None
-    n_steps: int | None = None
-    wall_time_s: float | None = None
-    job_uuid: str | None = None
 
 
 class HopResult(BaseModel):

@@ -537,3 +537,85 @@ def test_cli_shows_and_plots_a_defect_study(tmp_path):
     )
     lines = hysteresis_figure(doc).axes[0].lines
     assert list(lines[0].get_ydata()) == list(lines[1].get_ydata())  # the branches coincide: no loop
+
+
+@pytest.mark.slow  # tens of seconds; runs in CI
+def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it():
+    """The coupled mock (migration -0.8 eV at x = 0.5 and 0) with the mock NEB's TM bump.
+
+    The kinetic limit at 300 K, 1e13 Hz and 1 h is 0.99 eV: a 1.8 eV bump (1.41 eV barrier) keeps the Co home on
+    charge (no loop, the energies-only loop kept aside); a 0.6 eV one (0.23 eV) lets it migrate at x = 0.5.
+    The mock path is E(s) = (1 - s) 0 + s (-0.8) + B sin^2(pi s): its maximum is the barrier.
+    """
+    from insertflow.calculators.mock import mock_path_energy
+
+    def gated(tm_barrier):
+        recipe = mock_defects(
+            calculator={"name": "mock", "settings": {**COUPLED, "tm_barrier": tm_barrier}},
+            defects={
+                "kinds": ["migration"],
+                "x": [1.0, 0.5, 0.0],
+                "supercell": [2, 2, 1],
+                "orderings_per_x": 1,
+                "migration_barriers": True,
+            },
+        )
+        return run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+
+    closed = gated(1.8)
+    assert closed["kinetic_limit"] == pytest.approx(0.9855, abs=1e-3)
+    barriers = {b["x"]: b for b in closed["migration_barriers"]}
+    assert sorted(barriers) == [0.0, 0.5]  # where a migrated Co stayed: not the full host
+    fine = np.linspace(0, 1, 200001)
+    for point in barriers.values():
+        expected = mock_path_energy(fine, 0.0, point["migration_energy"], 1.8).max()
+        assert point["forward_barrier"] == pytest.approx(expected, abs=2e-3)  # endpoints differ by rattle only
+        assert point["reverse_barrier"] == pytest.approx(expected - point["migration_energy"], abs=2e-3)
+        assert not point["within_kinetic_limit"]
+    assert closed["migration_onset_x"] is None
+    assert closed["hysteresis"]["coupled"] is False and closed["hysteresis"]["average_hysteresis"] == 0.0
+    assert closed["hysteresis_ungated"]["coupled"] and closed["hysteresis_ungated"]["average_hysteresis"] > 0.03
+    assert "kinetic limit" in closed["hysteresis"]["definition"]
+    from insertflow.cli import render_defects
+
+    shown = render_defects(closed, "memory")
+    assert "oct->tet->oct" in shown and "above the 0.99 eV limit" in shown and "keep the TM home" in shown
+
+    opened = gated(0.6)
+    assert opened["migration_onset_x"] == 0.5  # the highest x where it is downhill and fast
+    assert opened["hysteresis"]["coupled"] and opened["hysteresis_ungated"] is None
+    assert opened["hysteresis"]["average_hysteresis"] == pytest.approx(
+        closed["hysteresis_ungated"]["average_hysteresis"], abs=1e-9
+    )  # the gate opens on the same loop
+    assert all(b["within_kinetic_limit"] for b in opened["migration_barriers"])
+    assert len(opened["nebs"]) == 2 and all(n["status"] == "ok" for n in opened["nebs"])
+
+
+def test_a_migrated_tm_that_relaxed_back_gives_no_barrier():
+    from jobflow import run_locally
+
+    from insertflow.calculators import get_calculator
+    from insertflow.calculators.base import NebSettings
+    from insertflow.flows.kinetics import neb_from_endpoints
+    from insertflow.hosts import load_host
+    from insertflow.schemas import CalculationRecord
+
+    host = load_host("LiCoO2").structure * [2, 2, 1]
+    calculator = get_calculator("mock")
+
+    def record(structure, label):
+        from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+        entry = ComputedStructureEntry(structure, -1.0)
+        return CalculationRecord(
+            label=label, formula="LiCoO2", task="relax", content_key=label, calculator={}, status="ok", entry=entry
+        ).model_dump()
+
+    returned = host.copy()
+    returned.translate_sites([3], [0.01, 0.0, 0.0])  # the Co came back to within 0.03 A of home
+    job = neb_from_endpoints(record(host, "home"), record(returned, "back"), 3, None, calculator, NebSettings(), "TM")
+    store = open_store(StoreConfig(type="memory"))
+    responses = run_locally(job, store=store, log=False)
+    result = responses[job.uuid][1].output
+    assert result.status == "failed" and "back where it started" in result.reason
+    assert result.forward_barrier is None

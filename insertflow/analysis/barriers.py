@@ -115,3 +115,44 @@ def moving_atoms(start: Structure, end: Structure, threshold: float = 0.5) -> li
         if distance > threshold:
             moved.append((index, distance))
     return moved
+
+
+@dataclass(frozen=True)
+class MigrationGate:
+    """Whether a TM migration can happen on charge: downhill and fast enough, at which x."""
+
+    onset_x: float | None  # the highest x where it is both; None: at no computed x
+    reason: str  # what decided it, in words
+    returns_at: float | None = None  # on discharge, the lowest x above onset where going back is downhill and fast
+
+
+def migration_gate(points: Sequence[tuple[float, float, float | None, float | None]], limit: float) -> MigrationGate:
+    """Gate TM migration by thermodynamics and kinetics.
+
+    ``points``: (x, dE_mig, forward barrier, reverse barrier) per x, eV; a barrier is None when its
+    NEB is unresolved. On charge (x falling) the TM moves at the highest x where dE_mig < 0 and the
+    forward barrier is below ``limit``; an unresolved barrier cannot open the gate. On discharge it
+    comes back at the first higher x where dE_mig > 0 and the reverse barrier is below the limit.
+    """
+    ordered = sorted(points, key=lambda p: -p[0])
+    open_at = [p for p in ordered if p[1] < 0 and p[2] is not None and p[2] <= limit]
+    if not open_at:
+        downhill = [p for p in ordered if p[1] < 0]
+        if not downhill:
+            return MigrationGate(None, "migration is uphill at every computed x")
+        slowest = ", ".join(
+            f"x={x:.3f}: {'unresolved' if fwd is None else f'{fwd:.2f} eV'}" for x, _, fwd, _ in downhill
+        )
+        return MigrationGate(None, f"downhill but above the {limit:.2f} eV kinetic limit ({slowest})")
+    onset = open_at[0]
+    back = [
+        p[0]
+        for p in sorted(points, key=lambda p: p[0])
+        if p[0] > onset[0] and p[1] > 0 and p[3] is not None and p[3] <= limit
+    ]
+    return MigrationGate(
+        onset[0],
+        f"downhill ({onset[1]:+.2f} eV) with a {onset[2]:.2f} eV barrier at x={onset[0]:.3f}, "
+        f"below the {limit:.2f} eV kinetic limit",
+        back[0] if back else None,
+    )

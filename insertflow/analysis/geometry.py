@@ -172,7 +172,7 @@ def bonded_anions(structure: Structure, frac_point: np.ndarray, cutoff: float) -
     return {anions[k] for k in np.flatnonzero(distances < cutoff)}
 
 
-def _anion_positions(structure: Structure, cart_point: np.ndarray, cutoff: float) -> np.ndarray:
+def anion_positions(structure: Structure, cart_point: np.ndarray, cutoff: float) -> np.ndarray:
     """Cartesian positions of the anion images bonded to a point (image-aware: small cells count right)."""
     near = [n.coords for n in structure.get_sites_in_sphere(cart_point, cutoff) if n.specie.symbol in ANIONS]
     return np.array(near).reshape(-1, 3)
@@ -187,7 +187,7 @@ def face_sharing_cations(
     index through another image is not counted as sharing it.
     """
     centre = structure.lattice.get_cartesian_coords(frac_point)
-    own = _anion_positions(structure, centre, cutoff)
+    own = anion_positions(structure, centre, cutoff)
     if len(own) < 3:
         return []
     sharing = []
@@ -196,7 +196,7 @@ def face_sharing_cations(
             continue
         if np.linalg.norm(neighbour.coords - centre) < 0.3:
             continue  # the point itself
-        theirs = _anion_positions(structure, neighbour.coords, cutoff)
+        theirs = anion_positions(structure, neighbour.coords, cutoff)
         shared = sum(bool(len(theirs)) and np.linalg.norm(theirs - anion, axis=1).min() < 0.1 for anion in own)
         if shared >= 3:
             sharing.append(int(neighbour.index))

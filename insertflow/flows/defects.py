@@ -17,6 +17,13 @@ from pymatgen.core import Composition, Structure
 
 from insertflow import progress
 from insertflow.analysis.alignment import locate_defect
+from insertflow.analysis.barriers import (
+    DEFAULT_ATTEMPT_FREQUENCY,
+    DEFAULT_TIME_SCALE,
+    MigrationGate,
+    kinetic_limit,
+    migration_gate,
+)
 from insertflow.analysis.charged import (
     ChargeState,
     charged_summary,
@@ -51,10 +58,19 @@ from insertflow.analysis.geometry import (
 from insertflow.analysis.hysteresis import hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
-from insertflow.calculators.base import Calculator, as_structure, supports_charge, with_charge
+from insertflow.calculators.base import (
+    Calculator,
+    NebSettings,
+    as_structure,
+    fixed_cell,
+    supports_charge,
+    supports_neb,
+    with_charge,
+)
 from insertflow.competing import competing_phases, elemental_reference, task_for
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.flows.kinetics import neb_from_endpoints
 from insertflow.hosts import Host
 from insertflow.references import working_ion_reference
 from insertflow.sampling.defects import (
@@ -66,6 +82,7 @@ from insertflow.sampling.defects import (
     pristine_orderings,
     rattled,
 )
+from insertflow.sampling.hops import tetrahedral_site_between
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.sampling.sublattices import working_ion_sublattices
 from insertflow.schemas import (
@@ -75,6 +92,7 @@ from insertflow.schemas import (
     DefectStudyDoc,
     FailedCalculation,
     HysteresisDoc,
+    NebRecord,
     StepDoc,
 )
 
@@ -99,6 +117,9 @@ class DefectStudyMaker(Maker):
     discharge_orderings: int = 1  # re-lithiated orderings per x on the discharge branch
     charge_states: dict[str, list[int]] | str | None = None  # per kind, or "auto" (from oxidation states)
     dielectric: float | list[float] | None = None  # the host's static dielectric constant (Freysoldt)
+    migration_barriers: NebSettings | None = None  # oct -> tet -> oct NEBs of the TMs that stayed; gates the loop
+    attempt_frequency: float = DEFAULT_ATTEMPT_FREQUENCY  # Hz, for the kinetic limit at the operating T
+    time_scale: float = DEFAULT_TIME_SCALE  # s a migration has to happen in
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
 
@@ -132,6 +153,10 @@ class DefectStudyMaker(Maker):
         if self.calculator is None:
             raise CalculatorError("DefectStudyMaker needs a calculator")
         self.check_charges()
+        if self.migration_barriers is not None and not supports_neb(self.calculator):
+            raise CalculatorError(
+                f"defects.migration_barriers needs NEBs; {self.calculator.name} does not run them here (use chgnet)"
+            )
         check_host_can_have(host, self.settings.kinds)
         matrix = choose_supercell(host, self.settings)
         pristine = pristine_orderings(host, matrix, self.settings)
@@ -226,6 +251,10 @@ class DefectStudyMaker(Maker):
             "full_supercell": full.as_dict(),
             "charged": [{"candidate": c.label, "charge": q, "label": f"{c.label} q={q:+d}"} for c, q in charged],
             "dielectric": self.dielectric,
+            "migration_barriers": None
+            if self.migration_barriers is None
+            else {k: v for k, v in self.migration_barriers.as_dict().items() if not k.startswith("@")},
+            "kinetic_limit": kinetic_limit(self.operating_temperature, self.attempt_frequency, self.time_scale),
         }
         analysis = analyse_defects(
             [j.output for j in pristine_jobs],
@@ -347,6 +376,7 @@ def analyse_defects(
             )
             discharge_jobs.append(maker.make(structure))
             labels.append(label)
+    barrier_jobs, barrier_points = _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
     final = defect_study(
         doc.model_dump(),
         [j.output for j in discharge_jobs],
@@ -357,11 +387,115 @@ def analyse_defects(
         [m for m, _ in verified],
         [r.model_dump() for _, r in verified],
         context["study"],
+        [j.output for j in barrier_jobs if j.name.startswith("NEB")],
+        barrier_points,
+        context.get("kinetic_limit"),
     )
     final.name = f"defect study {host['formula']}"
     final.config.on_missing_references = OnMissing.NONE
     final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
-    return Response(replace=Flow([*discharge_jobs, final], output=final.output))
+    return Response(replace=Flow([*discharge_jobs, *barrier_jobs, final], output=final.output))
+
+
+def _hysteresis_doc(loop, migrated_label: str | None) -> HysteresisDoc:
+    return HysteresisDoc(
+        definition=loop.definition,
+        coupled=loop.coupled,
+        migrated_label=migrated_label,
+        charge=[StepDoc(**asdict(s)) for s in loop.charge],
+        discharge=[StepDoc(**asdict(s)) for s in loop.discharge],
+        segments=[
+            {"x_low": a, "x_high": b, "v_charge": vc, "v_discharge": vd, "dv": vc - vd}
+            for a, b, vc, vd in loop.segments
+        ],
+        average_hysteresis=loop.average_hysteresis,
+        energy_lost=loop.energy_lost,
+        x_range=list(loop.x_range),
+    )
+
+
+def _gate_by_barriers(result: DefectStudyDoc, records: list, points: list[dict], limit: float) -> MigrationGate:
+    """Store the TM barriers per x and decide from them whether the migration happens on charge."""
+    by_label = {}
+    for raw in records:
+        record = None if raw is None else NebRecord.model_validate(raw)
+        if record is not None:
+            by_label[record.label] = record
+    gate_points = []
+    for point in points:
+        record = by_label.get(point["neb_label"])
+        ok = record is not None and record.status == "ok"
+        entry = {
+            "x": point["x"],
+            "label": point["label"],
+            "migration_energy": point["energy"],
+            "forward_barrier": record.forward_barrier if ok else None,
+            "reverse_barrier": record.reverse_barrier if ok else None,
+            "status": "failed" if record is None else record.status,
+            "reason": "the NEB did not finish" if record is None else record.reason,
+            "neb_key": None if record is None else record.content_key,
+            "path": [] if not ok else [round(e - record.energies[0], 6) for e in record.energies],
+        }
+        entry["within_kinetic_limit"] = ok and record.forward_barrier <= limit
+        result.migration_barriers.append(entry)
+        if record is not None:
+            result.nebs.append(record)
+        gate_points.append((point["x"], point["energy"], entry["forward_barrier"], entry["reverse_barrier"]))
+    gate = migration_gate(gate_points, limit)
+    result.kinetic_limit = limit
+    result.migration_onset_x = gate.onset_x
+    result.notes.append(f"TM migration gate: {gate.reason}")
+    if gate.returns_at is not None:
+        result.notes.append(
+            f"on discharge the TM can go back at x={gate.returns_at:.3f} (uphill to stay, reverse barrier below the "
+            "limit); the discharge branch here keeps it migrated"
+        )
+    return gate
+
+
+def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc) -> tuple[list, list[dict]]:
+    """One oct -> tet -> oct NEB per x: the lowest-energy migrated TM that stayed, from its own host.
+
+    The migrated cell is put on its host's relaxed cell and relaxed there with the cell held, so
+    both endpoints share one cell; the path starts through the tetrahedral site between the two
+    polyhedra (``tetrahedral_site_between``).
+    """
+    if not context.get("migration_barriers"):
+        return [], []
+    settings = NebSettings(**context["migration_barriers"])
+    hosts = {m["label"]: r for m, r in verified}
+    lowest: dict[float, DefectResult] = {}
+    for row in rows:
+        if row.kind != "migration" or not row.counted or row.energy is None or row.reference_label not in hosts:
+            continue
+        if row.x not in lowest or row.energy < lowest[row.x].energy:
+            lowest[row.x] = row
+    jobs, points = [], []
+    fixed = fixed_cell(calculator)
+    for x, row in sorted(lowest.items(), reverse=True):
+        host = hosts[row.reference_label].entry.structure
+        migrated = ok[row.label].entry.structure
+        if not same_atom_order(host, migrated):
+            doc.notes.append(f"{row.label}: its atoms are not in its host's order: no barrier")
+            continue
+        end = Structure(host.lattice, migrated.species, migrated.frac_coords)  # on the host's cell
+        shifts = end.frac_coords - host.frac_coords
+        shifts -= np.round(shifts)
+        moving = int(np.argmax(np.linalg.norm(host.lattice.get_cartesian_coords(shifts), axis=1)))
+        waypoint = tetrahedral_site_between(host, moving, end[moving].frac_coords)
+        relax_end = CalculationMaker(
+            calculator=fixed, label=f"{row.label} on its host's cell", study=context["study"], guard=guard
+        ).make(end)
+        label = f"TM hop {row.label}"
+        run = neb_from_endpoints(
+            hosts[row.reference_label].model_dump(), relax_end.output, moving, waypoint, calculator, settings, label
+        )
+        run.name = f"NEB {label}"
+        run.config.on_missing_references = OnMissing.NONE
+        run.config.expose_store = True
+        jobs += [relax_end, run]
+        points.append({"x": x, "label": row.label, "energy": row.energy, "neb_label": label})
+    return jobs, points
 
 
 def _verified_pristine(context, records, ok, full, cations, doc) -> tuple[list, dict]:
@@ -962,8 +1096,11 @@ def defect_study(
     pristine_meta: list[dict],
     pristine_records: list[dict],
     study: str,
+    barrier_records: list | None = None,
+    barrier_points: list[dict] | None = None,
+    limit: float | None = None,
 ) -> DefectStudyDoc:
-    """Add the hysteresis loop (zero when nothing coupled formed) and finish the document."""
+    """Add the hysteresis loop (zero when nothing coupled formed), gated by the TM barriers, and finish."""
     result = DefectStudyDoc.model_validate(doc)
     host = result.host
     ion = host["working_ion"]
@@ -1006,20 +1143,15 @@ def defect_study(
         except ValueError as exc:
             result.missing.append(f"hysteresis: {exc}")
         else:
-            result.hysteresis = HysteresisDoc(
-                definition=loop.definition,
-                coupled=loop.coupled,
-                migrated_label=None if migrated is None else migrated["label"],
-                charge=[StepDoc(**asdict(s)) for s in loop.charge],
-                discharge=[StepDoc(**asdict(s)) for s in loop.discharge],
-                segments=[
-                    {"x_low": a, "x_high": b, "v_charge": vc, "v_discharge": vd, "dv": vc - vd}
-                    for a, b, vc, vd in loop.segments
-                ],
-                average_hysteresis=loop.average_hysteresis,
-                energy_lost=loop.energy_lost,
-                x_range=list(loop.x_range),
-            )
+            result.hysteresis = _hysteresis_doc(loop, None if migrated is None else migrated["label"])
+            if barrier_points:
+                gate = _gate_by_barriers(result, barrier_records or [], barrier_points, limit)
+                if gate.onset_x is None and loop.coupled:  # migration is downhill but cannot happen
+                    result.hysteresis_ungated = result.hysteresis
+                    result.hysteresis = _hysteresis_doc(hysteresis_loop(charge, None), None)
+                    result.hysteresis.definition += f"; gated: no TM migration ({gate.reason})"
+                elif loop.coupled:
+                    result.hysteresis.definition += f"; gated: the TM migrates ({gate.reason})"
     else:
         result.missing.append("hysteresis: needs the working-ion reference and two pristine compositions")
     if any(c.kind == "migration" for c in result.classes) and result.hysteresis is not None:

@@ -254,6 +254,14 @@ def neb_from_endpoints(
         reason = "the endpoints do not map onto each other: " + "; ".join(mismatch[:5])
         progress.emit(STAGE, item, f"not run: {reason}")
         return NebRecord(status="failed", reason=reason, **base)
+    hop_length = float(start[moving].distance(end[moving]))
+    if hop_length < ENDPOINT_DRIFT:
+        reason = (
+            f"the hopping {start[moving].species_string} ({moving}) is back where it started after relaxing "
+            f"({hop_length:.2f} A apart): there is no hop, and no barrier"
+        )
+        progress.emit(STAGE, item, f"not run: {reason}")
+        return NebRecord(status="failed", reason=reason, **base)
     drifted = [(i, d) for i, d in moving_atoms(start, end, ENDPOINT_DRIFT) if i != moving]
     if drifted:
         names = ", ".join(f"{start[i].species_string} {i} ({d:.2f} A)" for i, d in drifted[:5])

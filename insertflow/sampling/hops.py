@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pymatgen.core import Structure
 
+from insertflow.analysis.geometry import ANIONS, anion_positions, bond_cutoff
 from insertflow.analysis.voltage import framework_unit, units_of
 from insertflow.errors import InsertflowError
 
@@ -221,3 +222,43 @@ def initial_path(start: Structure, end: Structure, images: int, moving: int, way
             frac[moving] = via + (2 * s - 1) * second_leg if s > 0.5 else start.frac_coords[moving] + 2 * s * first_leg
         path.append(Structure(lattice, start.species, frac))
     return path
+
+
+def tetrahedral_site_between(structure: Structure, moving: int, end_frac) -> list[float] | None:
+    """The tetrahedral site two edge-sharing polyhedra both share a face with (Cartesian, A), or None.
+
+    A TM leaving its octahedron for an empty one in the next layer (which shares an edge with it)
+    passes through a tetrahedron made of that edge's two anions, one more of its own and one more
+    of the target's (oct -> tet -> oct); the straight line runs through the edge instead. Anions are
+    found by bond length (1.25 x the shortest cation-anion distance), so sulfides work alike. Of the
+    two tetrahedra on either side of the edge, the one farther from every other cation is taken.
+    Polyhedra that share a face (no tetrahedron between them) give None.
+    """
+    lattice = structure.lattice
+    cutoff = bond_cutoff(structure)
+    home = structure[moving].coords
+    delta = np.asarray(end_frac) - structure[moving].frac_coords
+    delta -= np.round(delta)
+    target = home + lattice.get_cartesian_coords(delta)
+    own, theirs = anion_positions(structure, home, cutoff), anion_positions(structure, target, cutoff)
+    shared = [p for p in own if np.min(np.linalg.norm(theirs - p, axis=1)) < 1e-3]
+    if len(shared) != 2:
+        return None
+    only_own = [p for p in own if np.min(np.linalg.norm(np.asarray(shared) - p, axis=1)) > 1e-3]
+    only_theirs = [p for p in theirs if np.min(np.linalg.norm(np.asarray(shared) - p, axis=1)) > 1e-3]
+    edge = float(np.linalg.norm(shared[0] - shared[1]))
+    cations = np.array(
+        [site.frac_coords for i, site in enumerate(structure) if i != moving and site.specie.symbol not in ANIONS]
+    )
+    best, best_clearance = None, -1.0
+    for a in only_own:
+        for b in only_theirs:
+            corners = np.array([*shared, a, b])
+            sides = [np.linalg.norm(corners[i] - corners[j]) for i in range(4) for j in range(i + 1, 4)]
+            if max(sides) > 1.3 * edge:  # not a compact tetrahedron
+                continue
+            centre = corners.mean(axis=0)
+            clearance = float(lattice.get_all_distances([lattice.get_fractional_coords(centre)], cations).min())
+            if clearance > best_clearance:
+                best, best_clearance = centre, clearance
+    return None if best is None else best.tolist()
