@@ -199,3 +199,51 @@ def test_chgnet_energies_are_already_on_the_mp2020_scale(tmp_path, monkeypatch):
         )
     )
     assert sum(a.value for a in twice) / entries["CoO"].composition["Co"] < -2.0  # what a second pass would add
+
+
+def test_a_pipeline_neb_equals_a_bare_ase_neb_on_the_same_path():
+    """LiCoO2, in-plane single-vacancy hop, 2x2x1 (47 atoms), 3 images: same model, endpoints, springs.
+
+    The pipeline runs atomate2's force-field NEB maker; the bare run is ASE's NEB with FIRE and one
+    CHGNetCalculator per image. They must agree within 0.02 eV (the issue's bar); the barrier is
+    that of an ion squeezing through an O-O edge, tenths of an eV to about an eV, not ~0.
+    """
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+    from chgnet.model.dynamics import CHGNetCalculator
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from insertflow.calculators.chgnet import _load_model
+    from insertflow.recipe import recipe_from_dict
+    from insertflow.sampling.hops import initial_path
+    from insertflow.schemas import CalculationRecord
+
+    settings = {"hops": [0], "supercell": [2, 2, 1], "images": 3, "fmax": 0.1, "steps": 300}
+    recipe = recipe_from_dict(
+        {
+            "name": "neb",
+            "study": "barriers",
+            "host": "LiCoO2",
+            "calculator": {"name": "chgnet", "settings": {"fmax": 0.1}},
+            "barriers": settings,
+        }
+    )
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(recipe, store=store, stream=io.StringIO())
+    (hop,) = doc["hops"]
+    assert hop["status"] == "ok", hop["reason"]
+    records = {c["label"]: CalculationRecord.model_validate(c) for c in doc["calculations"]}
+    start = records[f"{hop['label']} start"].entry.structure
+    end = records[f"{hop['label']} end"].entry.structure
+    moving = max(range(len(start)), key=lambda i: start[i].distance(end[i]))
+    atoms = [AseAtomsAdaptor.get_atoms(image) for image in initial_path(start, end, 3, moving, None)]
+    for image in atoms:
+        image.calc = CHGNetCalculator(model=_load_model("0.3.0"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        band = NEB(atoms, k=5.0, climb=True, method="improvedtangent")
+        assert FIRE(band, logfile=None).run(fmax=0.1, steps=300)
+    energies = [image.get_potential_energy() for image in atoms]
+    bare = max(energies) - energies[0]
+    assert hop["forward_barrier"] == pytest.approx(bare, abs=0.02)
+    assert 0.2 < hop["forward_barrier"] < 1.5
+    assert hop["reverse_barrier"] == pytest.approx(hop["forward_barrier"], abs=0.05)  # equivalent sites
