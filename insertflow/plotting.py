@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files, not windows: the CLI runs on clusters and in CI
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 from insertflow.errors import InsertflowError
@@ -112,6 +113,57 @@ def hysteresis_figure(doc: dict) -> Figure:
     return fig
 
 
+def path_figure(doc: dict) -> Figure:
+    """Energy along each NEB path (eV above its start vs A along the path): working-ion hops or TM hops."""
+    if doc.get("kind") == "barriers":
+        paths = [(h["label"], h["path"]) for h in doc.get("hops", []) if h.get("path")]
+        title = f"{doc['host']['formula']}: {doc['host']['working_ion']} hops"
+    else:
+        paths = []
+        for barrier in doc.get("migration_barriers", []):
+            if barrier.get("path"):
+                steps = np.linspace(0.0, 1.0, len(barrier["path"]))
+                paths.append(
+                    (f"TM hop x={barrier['x']:.3f}", [[s, e] for s, e in zip(steps, barrier["path"], strict=True)])
+                )
+        title = f"{doc['host']['formula']}: TM oct -> tet -> oct (reaction coordinate scaled to 1)"
+    if not paths:
+        raise InsertflowError(f"study '{doc.get('study')}' has no converged NEB path to plot")
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
+    for index, (label, profile) in enumerate(paths):
+        xs, es = zip(*profile, strict=True)
+        ax.plot(xs, es, "o-", color=f"C{index}", label=f"{label}: {max(es):.2f} eV")
+    limit = doc.get("kinetic_limit")
+    if limit is not None:
+        ax.axhline(limit, color="0.4", ls=":", lw=1, label=f"kinetic limit {limit:.2f} eV")
+    ax.set_xlabel("distance along the path (A)" if doc.get("kind") == "barriers" else "reaction coordinate")
+    ax.set_ylabel("energy above the start (eV)")
+    ax.set_title(title)
+    _legend_below(fig, ax)
+    return fig
+
+
+def barrier_vs_x_figure(doc: dict) -> Figure:
+    """TM-migration barrier (out and back) and dE_mig against x, with the kinetic limit."""
+    points = [b for b in doc.get("migration_barriers", []) if b.get("forward_barrier") is not None]
+    if not points:
+        raise InsertflowError(f"study '{doc.get('study')}' has no resolved TM-migration barrier")
+    points.sort(key=lambda b: b["x"])
+    xs = [b["x"] for b in points]
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
+    ax.plot(xs, [b["forward_barrier"] for b in points], "o-", color="C3", label="barrier, out")
+    ax.plot(xs, [b["reverse_barrier"] for b in points], "s--", color="C0", label="barrier, back")
+    ax.plot(xs, [b["migration_energy"] for b in points], "^:", color="C2", label="dE_mig")
+    ax.axhline(doc["kinetic_limit"], color="0.4", ls=":", lw=1, label=f"kinetic limit {doc['kinetic_limit']:.2f} eV")
+    ax.axhline(0.0, color="0.7", lw=0.8)
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host")
+    ax.set_ylabel("energy (eV)")
+    ax.set_title(f"{doc['host']['formula']}: TM migration against x")
+    _legend_below(fig, ax)
+    return fig
+
+
 def pdos_figure(doc: dict, x: float, label: str | None = None) -> Figure:
     """Projected DOS (O-2p, TM-d) at composition ``x`` (or of the point ``label``, e.g. a defect), E_ref marked."""
     points = [p for p in doc.get("points", []) if p.get("descriptors")]
@@ -142,6 +194,10 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
     if doc.get("kind") == "defects":
         figures = {"hysteresis": hysteresis_figure(doc)}
+        if any(b.get("forward_barrier") is not None for b in doc.get("migration_barriers", [])):
+            figures |= {"tm_paths": path_figure(doc), "tm_barriers": barrier_vs_x_figure(doc)}
+    elif doc.get("kind") == "barriers":
+        figures = {"paths": path_figure(doc)}
     elif doc.get("kind") == "electronic_structure":
         figures = {
             f"pdos_x{p['x']:.3f}": pdos_figure(doc, p["x"])

@@ -105,7 +105,7 @@ def test_a_supercell_too_small_for_the_hop_is_refused_in_one_line():
         build_study(barrier_recipe(host="LiFePO4", hops=[1], supercell=[1, 1, 1]))
 
 
-def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing():
+def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing(tmp_path):
     from insertflow.calculators.mock import MOCK_ION_BARRIER, mock_path_energy
 
     store = open_store(StoreConfig(type="memory"))
@@ -123,6 +123,10 @@ def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing()
     again = run_recipe(recipe, store=store, stream=io.StringIO())
     assert again["new_calculations"] == 0 and again["new_nebs"] == 0 and again["reused_nebs"] == 2
     assert [h["forward_barrier"] for h in again["hops"]] == [h["forward_barrier"] for h in doc["hops"]]
+    from insertflow.plotting import write_plots
+
+    (figure,) = write_plots(doc, tmp_path)
+    assert figure.name == "barriers_paths.png" and figure.stat().st_size > 10_000
 
 
 def test_a_barrier_above_the_kinetic_limit_is_marked_and_the_climbing_image_is_exact_off_symmetry():

@@ -540,7 +540,7 @@ def test_cli_shows_and_plots_a_defect_study(tmp_path):
 
 
 @pytest.mark.slow  # tens of seconds; runs in CI
-def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it():
+def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(tmp_path):
     """The coupled mock (migration -0.8 eV at x = 0.5 and 0) with the mock NEB's TM bump.
 
     The kinetic limit at 300 K, 1e13 Hz and 1 h is 0.99 eV: a 1.8 eV bump (1.41 eV barrier) keeps the Co home on
@@ -580,6 +580,10 @@ def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it()
 
     shown = render_defects(closed, "memory")
     assert "oct->tet->oct" in shown and "above the 0.99 eV limit" in shown and "keep the TM home" in shown
+    from insertflow.plotting import write_plots
+
+    names = sorted(path.name for path in write_plots(closed, tmp_path))
+    assert names == [f"{closed['study']}_{n}.png" for n in ("hysteresis", "tm_barriers", "tm_paths")]
 
     opened = gated(0.6)
     assert opened["migration_onset_x"] == 0.5  # the highest x where it is downhill and fast
