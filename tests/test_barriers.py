@@ -182,3 +182,13 @@ def test_a_calculator_without_nebs_and_a_host_without_the_ion_are_refused_in_one
         build_study(barrier_recipe(calculator={"name": "xtb"}))
     with pytest.raises(InsertflowError, match="hops"):
         build_study(barrier_recipe(hops=[7]))
+
+
+def test_a_divacancy_hop_where_no_site_neighbours_both_ends_is_recorded_and_the_rest_runs():
+    # an olivine channel has no third Li next to both ends of a hop: no second vacancy to hop beside
+    recipe = barrier_recipe(host="LiFePO4", hops=[0], modes=["vacancy", "divacancy"], supercell=[1, 2, 1])
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    by_mode = {h["mode"]: h for h in doc["hops"]}
+    assert by_mode["vacancy"]["status"] == "ok"
+    assert by_mode["divacancy"]["status"] == "failed" and "next to both ends" in by_mode["divacancy"]["reason"]
+    assert doc["new_calculations"] == 3  # the host and the vacancy hop's two endpoints
