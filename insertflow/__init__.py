@@ -2,12 +2,14 @@
 
 The notebook API (``insertflow.db``) is re-exported here: ``insertflow.voltage_profile(name)``,
 ``insertflow.studies()``, ``insertflow.orderings(name)``, ``insertflow.defects(name)``,
-``insertflow.hysteresis(name)``, ``insertflow.descriptors(name)``, ``insertflow.get_structure(name, label)``.
+``insertflow.hysteresis(name)``, ``insertflow.barriers(name)``, ``insertflow.descriptors(name)``,
+``insertflow.get_structure(name, label)``.
 """
 
 __version__ = "0.1.0"
 
 from insertflow.db import (
+    barriers,
     connect,
     defects,
     descriptors,
@@ -20,6 +22,7 @@ from insertflow.db import (
 )
 
 __all__ = [
+    "barriers",
     "connect",
     "defects",
     "descriptors",

@@ -182,6 +182,22 @@ def hysteresis(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
     return frame
 
 
+def barriers(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """Migration barriers: a barriers study's hops, or a defect study's TM hops per x (eV, Hz, cm^2/s)."""
+    doc = study(name, store)
+    if doc.get("kind") == "barriers":
+        columns = ["label", "mode", "x", "length", "dimensionality", "forward_barrier", "reverse_barrier"]
+        columns += ["rate", "diffusivity", "within_kinetic_limit", "status", "reason"]
+        frame = pd.DataFrame(doc.get("hops", []), columns=columns)
+    elif doc.get("kind") == "defects":
+        columns = ["x", "label", "migration_energy", "forward_barrier", "reverse_barrier", "within_kinetic_limit"]
+        frame = pd.DataFrame(doc.get("migration_barriers", []), columns=[*columns, "status", "reason"])
+    else:
+        raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study: no barriers")
+    frame.attrs.update({k: doc.get(k) for k in ("kinetic_limit", "temperature", "attempt_frequency", "time_scale")})
+    return frame
+
+
 def descriptors(
     name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
 ) -> pd.DataFrame:

@@ -125,6 +125,11 @@ def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing(t
     assert [h["forward_barrier"] for h in again["hops"]] == [h["forward_barrier"] for h in doc["hops"]]
     from insertflow.plotting import write_plots
 
+    import insertflow
+
+    table = insertflow.barriers("barriers", store)
+    assert list(table["forward_barrier"]) == [h["forward_barrier"] for h in doc["hops"]]
+    assert table.attrs["kinetic_limit"] == pytest.approx(doc["kinetic_limit"])
     (figure,) = write_plots(doc, tmp_path)
     assert figure.name == "barriers_paths.png" and figure.stat().st_size > 10_000
 
