@@ -123,9 +123,8 @@ def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing(t
     again = run_recipe(recipe, store=store, stream=io.StringIO())
     assert again["new_calculations"] == 0 and again["new_nebs"] == 0 and again["reused_nebs"] == 2
     assert [h["forward_barrier"] for h in again["hops"]] == [h["forward_barrier"] for h in doc["hops"]]
-    from insertflow.plotting import write_plots
-
     import insertflow
+    from insertflow.plotting import write_plots
 
     table = insertflow.barriers("barriers", store)
     assert list(table["forward_barrier"]) == [h["forward_barrier"] for h in doc["hops"]]
