@@ -100,7 +100,7 @@ def calculate(
     current.metadata.setdefault("insertflow", {})["content_key"] = key
     store = CURRENT_JOB.store
 
-    cached = _finished_record(store, key)
+    cached = finished_record(store, key)
     owner = claims.owner_of(current.uuid)
     taken = claims.claim(store, key, owner) if store is not None and cached is None else None
     if cached is None and taken is not None and not taken.granted:
@@ -127,7 +127,7 @@ def calculate(
     return Response(replace=_run_and_record(structure, calculator, label, task, guard, key, claimed=claimed))
 
 
-def _finished_record(store, key: str) -> dict | None:
+def finished_record(store, key: str) -> dict | None:
     """The latest reusable record of ``key`` in the job store, if any."""
     if store is None:
         return None
@@ -143,7 +143,7 @@ def _wait_for_record(store, key: str, seconds: float) -> dict | None:
     """Poll for another worker's record of ``key`` for up to ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:
-        found = _finished_record(store, key)
+        found = finished_record(store, key)
         if found is not None or time.monotonic() >= deadline or claims.holder(store, key) is None:
             return found
         time.sleep(0.5)

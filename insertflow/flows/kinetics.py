@@ -33,7 +33,7 @@ from insertflow.analysis.barriers import (
 )
 from insertflow.calculators.base import Calculator, NebSettings, as_structure, fixed_cell, supports_neb
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
-from insertflow.flows.calculation import CalculationMaker, LayerGuard, _finished_record
+from insertflow.flows.calculation import CalculationMaker, LayerGuard, finished_record
 from insertflow.hosts import Host
 from insertflow.sampling.hops import HOP_MODES, Hop, distinct_hops, hop_endpoints, initial_path
 from insertflow.schemas import BarrierStudyDoc, CalculationRecord, FailedCalculation, HopResult, NebRecord
@@ -274,7 +274,7 @@ def neb_from_endpoints(
     images = initial_path(start, end, settings.images, moving, waypoint)
     key = neb_key(images, calculator.identity(), settings)
     store = CURRENT_JOB.store
-    cached = _finished_record(store, key)
+    cached = finished_record(store, key)
     if cached is not None:
         record = NebRecord.model_validate(cached["output"]).model_copy(update={"label": label, "reused": True})
         progress.emit(STAGE, item, f"reused (key {key[:10]})")
