@@ -205,6 +205,9 @@ def render_barriers(doc: dict, where: str) -> str:
             )
             continue
         note = "" if hop.get("within_kinetic_limit") else "above the kinetic limit"
+        if hop.get("crosses_particle") is False:
+            reach = f"{hop['diffusion_length']:.1f} nm in {doc['time_scale']:g} s"
+            note = f"{reach}: does not cross {doc['particle_size']:g} nm"
         lines.append(
             f"  {hop['label']:<32} {hop['x']:6.3f} {hop['forward_barrier']:9.3f} {hop['reverse_barrier']:8.3f} "
             f"{hop['rate']:12.2e} {hop['diffusivity']:10.1e}  {note}"

@@ -143,6 +143,7 @@ class BarriersSpec(BaseModel):
     temperature: float = Field(300.0, gt=0, description="K: rates, diffusivities, kinetic limit")
     attempt_frequency: float = Field(1e13, gt=0, description="Hz")
     time_scale: float = Field(3600.0, gt=0, description="s: a hop must happen at least once in it")
+    particle_size: float = Field(100.0, gt=0, description="nm: the ion must cross it in time_scale (D tau >= L^2)")
 
 
 class Recipe(BaseModel):

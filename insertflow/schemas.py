@@ -431,7 +431,9 @@ class HopResult(BaseModel):
     )
     rate: float | None = Field(None, description="Hz: nu exp(-E_a/kT) at the study temperature")
     diffusivity: float | None = Field(None, description="cm^2/s: dilute random walk on this hop network")
-    within_kinetic_limit: bool | None = Field(None, description="Crossed at least once in the time scale")
+    within_kinetic_limit: bool | None = Field(None, description="One hop at least within the time scale")
+    diffusion_length: float | None = Field(None, description="nm: sqrt(D tau), how far the ion gets in the time scale")
+    crosses_particle: bool | None = Field(None, description="D tau >= L^2 for the study's particle size L")
     neb_key: str | None = None
     reused: bool = False
 
@@ -450,6 +452,7 @@ class BarrierStudyDoc(StudyRecords):
     attempt_frequency: float = Field(description="Hz")
     time_scale: float = Field(description="s: a hop must happen at least once in it")
     kinetic_limit: float = Field(description="eV: kT ln(nu tau)")
+    particle_size: float = Field(100.0, description="nm: the ion must cross it in the time scale")
     hops: list[HopResult] = Field(default_factory=list)
     nebs: list[NebRecord] = Field(default_factory=list)
     new_nebs: int = 0

@@ -40,6 +40,11 @@ def test_path_barrier_reads_both_directions_and_where_the_saddle_is():
     assert found.saddle_index == 2 and found.saddle_is_interior
     downhill = path_barrier([0.0, -0.1, -0.3])
     assert downhill.forward == 0.0 and not downhill.saddle_is_interior
+    # a resting point on the way (a TM in the tetrahedral site): the climb out of it limits the hop
+    resting = path_barrier([0.0, 0.4, -0.3, 0.5, -0.5])
+    assert resting.forward == pytest.approx(0.8) and resting.reverse == pytest.approx(1.0)
+    assert not resting.trapped  # -0.3 is above the end: the product is still the end
+    assert path_barrier([0.0, 0.3, -0.6, 0.2, -0.1]).trapped  # a minimum below both ends: another product
     with pytest.raises(ValueError, match="at least one image"):
         path_barrier([0.0, 1.0])
 
@@ -52,6 +57,22 @@ def test_kinetic_limit_rate_and_diffusivity_by_hand():
     # a 1D channel, 3 A hops both ways, 0.3 eV: D = 2 nu a^2 e^(-Ea/kT) / 2 = 8.5e-8 cm^2/s
     expected = 2 * 1e13 * math.exp(-0.3 / kt) * 9.0 * 1e-16 / 2
     assert diffusivity(0.3, 3.0, 300.0, dimensionality=1, equivalent_hops=2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_gate_opens_where_migration_is_downhill_and_fast_and_has_no_verdict_without_a_barrier():
+    from insertflow.analysis.barriers import migration_gate
+
+    limit = 0.99
+    uphill = migration_gate([(1.0, 0.5, 0.3, 0.2), (0.5, 0.1, 0.4, 0.3)], limit)
+    assert uphill.onset_x is None and uphill.determined and "uphill" in uphill.reason
+    slow = migration_gate([(1.0, 0.5, 0.3, 0.2), (0.5, -0.4, 1.4, 1.8), (0.0, -0.8, 1.3, 2.1)], limit)
+    assert slow.onset_x is None and slow.determined and "above the 0.99 eV kinetic limit" in slow.reason
+    fast = migration_gate([(1.0, 0.5, 0.3, 0.2), (0.5, -0.4, 0.6, 1.0), (0.0, -0.8, 0.5, 1.3)], limit)
+    assert fast.onset_x == 0.5  # the highest x where it is both
+    back = migration_gate([(1.0, 0.3, 1.2, 0.9), (0.5, -0.4, 0.6, 1.0)], limit)
+    assert back.onset_x == 0.5 and back.returns_at == 1.0  # uphill to stay there, and an easy way back
+    unknown = migration_gate([(0.5, -0.4, None, None), (0.0, -0.8, 1.3, 2.1)], limit)
+    assert not unknown.determined and unknown.onset_x is None and "unresolved at x=0.500" in unknown.reason
 
 
 def test_olivine_has_a_channel_hop_and_a_longer_cross_channel_hop():
@@ -69,6 +90,10 @@ def test_layered_hops_in_plane_and_the_divacancy_path_through_a_tetrahedral_site
     hop = distinct_hops(host.structure, "Li", 5.0)[0]
     assert hop.length == pytest.approx(host.structure.lattice.a, abs=0.01) and hop.dimensionality == 2
     assert hop.equivalent == 6  # six in-plane neighbours
+    every = distinct_hops(host.structure, "Li", 5.0, direct_only=False)
+    indirect = sorted(round(h.length, 2) for h in every if not h.direct)
+    # sqrt(3) a passes between two Li sites (two a-hops in a row); 4.96 A crosses the CoO2 slab
+    assert indirect == [4.88, 4.96] and [h.length for h in distinct_hops(host.structure, "Li", 5.0)] == [hop.length]
     supercell = host.structure * [3, 3, 1]
     single = hop_endpoints(supercell, hop, host.structure, "Li", "vacancy")
     double = hop_endpoints(supercell, hop, host.structure, "Li", "divacancy")
@@ -78,6 +103,13 @@ def test_layered_hops_in_plane_and_the_divacancy_path_through_a_tetrahedral_site
         assert moved == [ends.moving]
         assert ends.start[ends.moving].distance(ends.end[ends.moving]) == pytest.approx(hop.length, abs=1e-6)
     assert single.x == pytest.approx(26 / 27) and double.x == pytest.approx(25 / 27)
+    # the second vacancy is beside the hop (a triangle with both ends), not further along its line
+    full = {tuple(np.round(s.frac_coords % 1, 3)) for s in supercell if s.species_string == "Li"}
+    kept = {tuple(np.round(s.frac_coords % 1, 3)) for s in double.start if s.species_string == "Li"}
+    (third,) = [f for f in full - kept if not np.allclose(f, np.round(double.end[double.moving].frac_coords % 1, 3))]
+    for end in (double.start[double.moving], double.end[double.moving]):
+        distance, _ = supercell.lattice.get_distance_and_image(end.frac_coords, np.array(third))
+        assert distance == pytest.approx(hop.length, abs=0.01)
     # the divacancy path is started through a tetrahedral void: four O at equal distance, nothing closer
     lattice = double.start.lattice
     point = lattice.get_fractional_coords(np.asarray(double.waypoint))
@@ -103,6 +135,8 @@ def test_a_supercell_too_small_for_the_hop_is_refused_in_one_line():
 
     with pytest.raises(RecipeError, match="meet its own image"):
         build_study(barrier_recipe(host="LiFePO4", hops=[1], supercell=[1, 1, 1]))
+    with pytest.raises(RecipeError, match="meet its own image"):  # half a cell: two ends equally near
+        build_study(barrier_recipe(host="LiCoO2", hops=[0], supercell=[2, 2, 1]))
 
 
 def test_the_mock_barrier_is_the_analytic_maximum_and_a_rerun_computes_nothing(tmp_path):
@@ -196,3 +230,13 @@ def test_a_divacancy_hop_where_no_site_neighbours_both_ends_is_recorded_and_the_
     assert by_mode["vacancy"]["status"] == "ok"
     assert by_mode["divacancy"]["status"] == "failed" and "next to both ends" in by_mode["divacancy"]["reason"]
     assert doc["new_calculations"] == 3  # the host and the vacancy hop's two endpoints
+
+
+def test_an_endpoint_reused_from_another_hop_comes_back_in_this_hops_atom_order():
+    # in olivine both hops end in the same cell (one vacancy where the ion started), built with the
+    # atoms listed differently: the second is reused from the first and must be reordered, or the
+    # NEB would move the wrong atoms (CHGNet run: "Li 1 (7.72 A) ... moved")
+    recipe = barrier_recipe(host="LiFePO4", hops=[0, 1], supercell=[1, 2, 3])
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    assert [h["status"] for h in doc["hops"]] == ["ok", "ok"], [h["reason"] for h in doc["hops"]]
+    assert doc["reused_calculations"] == 1  # that shared endpoint

@@ -595,6 +595,27 @@ def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(t
     assert len(opened["nebs"]) == 2 and all(n["status"] == "ok" for n in opened["nebs"])
 
 
+@pytest.mark.slow  # tens of seconds; runs in CI
+def test_an_unresolved_tm_barrier_leaves_the_loop_ungated_and_says_so():
+    recipe = mock_defects(
+        calculator={"name": "mock", "settings": {**COUPLED, "faults": {"*": "neb"}}},
+        defects={
+            "kinds": ["migration"],
+            "x": [1.0, 0.5, 0.0],
+            "supercell": [2, 2, 1],
+            "orderings_per_x": 1,
+            "migration_barriers": True,
+        },
+    )
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    assert all(b["forward_barrier"] is None and "did not converge" in b["reason"] for b in doc["migration_barriers"])
+    assert doc["hysteresis"]["coupled"] and doc["hysteresis_ungated"] is None  # no verdict: not "too slow"
+    assert any(m.startswith("TM migration gate undetermined") for m in doc["missing"])
+    from insertflow.cli import study_complete
+
+    assert not study_complete(doc) or doc["missing"]
+
+
 def test_a_migrated_tm_that_relaxed_back_gives_no_barrier():
     from jobflow import run_locally
 

@@ -159,3 +159,21 @@ def test_tetrahedra_are_found_in_a_sulfide():
         # edges with the Ti octahedra, so the hop is ~3 A, unlike the 1.7 A face-sharing hop of O3 LiCoO2
         assert 2.9 < candidate.hop_distance < 3.2
         assert coordination_number(candidate.structure, candidate.moved_index) == 4
+
+
+def test_a_reused_structure_is_put_back_in_the_order_of_the_input_that_asked_for_it():
+    from insertflow.analysis.geometry import atom_order_like
+    from insertflow.hosts import load_host
+
+    host = load_host("LiCoO2").structure * [2, 2, 1]
+    relaxed = host.copy()
+    relaxed.perturb(0.1, min_distance=0.05, seed=7)  # what a relaxation does
+    relaxed.apply_strain(0.02)
+    permutation = list(reversed(range(len(host))))
+    stored = Structure.from_sites([relaxed[i] for i in permutation])  # the same sites listed backwards
+    order = atom_order_like(stored, host)
+    assert order == permutation  # stored[order[i]] is input atom i
+    assert all(stored[j].species_string == host[i].species_string for i, j in enumerate(order))
+    other = host.copy()
+    other.remove_sites([0])
+    assert atom_order_like(stored, other) is None  # not the same composition: nothing to map

@@ -33,15 +33,25 @@ CM2_PER_A2 = 1e-16
 class PathBarrier:
     """What an energy path says: barriers both ways (eV) and where the saddle is."""
 
-    forward: float  # E(saddle) - E(start)
-    reverse: float  # E(saddle) - E(end)
+    forward: float  # the largest climb met going start -> end: max_j [E_j - min_{i<=j} E_i]
+    reverse: float  # the same going end -> start
     reaction_energy: float  # E(end) - E(start)
-    saddle_index: int
+    saddle_index: int  # the highest image
     saddle_is_interior: bool  # False: the highest image is an endpoint (no barrier beyond the endpoints)
+    trapped: bool = False  # an interior minimum lies below both endpoints: the path has another product
+
+
+def _largest_climb(values: np.ndarray) -> float:
+    """max_j (E_j - min_{i<=j} E_i): with a minimum along the way, the climb out of it counts, not E_top - E_0."""
+    return float(np.max(values - np.minimum.accumulate(values)))
 
 
 def path_barrier(energies: Sequence[float]) -> PathBarrier:
-    """Barriers of a path of image energies (eV, endpoints included)."""
+    """Barriers of a path of image energies (eV, endpoints included).
+
+    A path with an intermediate minimum (a TM resting in the tetrahedral site on its way) is
+    limited by the climb out of that minimum: 0, 0.4, -0.3, 0.5, -0.5 is a 0.8 eV barrier, not 0.5.
+    """
     values = np.asarray(energies, dtype=float)
     if values.size < 3:
         raise ValueError(f"a path needs at least one image between its endpoints (got {values.size} energies)")
@@ -49,11 +59,12 @@ def path_barrier(energies: Sequence[float]) -> PathBarrier:
         raise ValueError("a path energy is not finite")
     top = int(np.argmax(values))
     return PathBarrier(
-        forward=float(values[top] - values[0]),
-        reverse=float(values[top] - values[-1]),
+        forward=_largest_climb(values),
+        reverse=_largest_climb(values[::-1]),
         reaction_energy=float(values[-1] - values[0]),
         saddle_index=top,
         saddle_is_interior=0 < top < values.size - 1,
+        trapped=bool(values[1:-1].min() < min(values[0], values[-1]) - 1e-3),
     )
 
 
@@ -99,8 +110,8 @@ def endpoint_mismatch(start: Structure, end: Structure) -> list[str]:
     if len(start) != len(end):
         problems.append(f"{len(start)} atoms at the start, {len(end)} at the end")
         return problems
-    if not np.allclose(start.lattice.matrix, end.lattice.matrix, atol=0.5):
-        problems.append("the two cells differ by more than 0.5 A in a lattice vector")
+    if not np.allclose(start.lattice.matrix, end.lattice.matrix, atol=1e-3):
+        problems.append("the two cells differ (an NEB needs both endpoints in one cell)")
     for index, (a, b) in enumerate(zip(start, end, strict=True)):
         if a.species_string != b.species_string:
             problems.append(f"site {index} is {a.species_string} at the start and {b.species_string} at the end")
@@ -108,7 +119,7 @@ def endpoint_mismatch(start: Structure, end: Structure) -> list[str]:
 
 
 def moving_atoms(start: Structure, end: Structure, threshold: float = 0.5) -> list[tuple[int, float]]:
-    """(index, distance in A, minimum image) of the atoms that move more than ``threshold`` between endpoints."""
+    """(index, minimum-image distance in A) of the atoms that move more than ``threshold`` between endpoints."""
     moved = []
     for index, (a, b) in enumerate(zip(start, end, strict=True)):
         distance = float(a.distance(b))
@@ -124,6 +135,7 @@ class MigrationGate:
     onset_x: float | None  # the highest x where it is both; None: at no computed x
     reason: str  # what decided it, in words
     returns_at: float | None = None  # on discharge, the lowest x above onset where going back is downhill and fast
+    determined: bool = True  # False: a downhill migration's barrier is unresolved and no other opens the gate
 
 
 def migration_gate(points: Sequence[tuple[float, float, float | None, float | None]], limit: float) -> MigrationGate:
@@ -140,9 +152,11 @@ def migration_gate(points: Sequence[tuple[float, float, float | None, float | No
         downhill = [p for p in ordered if p[1] < 0]
         if not downhill:
             return MigrationGate(None, "migration is uphill at every computed x")
-        slowest = ", ".join(
-            f"x={x:.3f}: {'unresolved' if fwd is None else f'{fwd:.2f} eV'}" for x, _, fwd, _ in downhill
-        )
+        unresolved = [x for x, _, fwd, _ in downhill if fwd is None]
+        if unresolved:  # no barrier, no verdict: an unresolved NEB must not read as "too slow"
+            where = ", ".join(f"x={x:.3f}" for x in unresolved)
+            return MigrationGate(None, f"downhill, but its barrier is unresolved at {where}", determined=False)
+        slowest = ", ".join(f"x={x:.3f}: {fwd:.2f} eV" for x, _, fwd, _ in downhill)
         return MigrationGate(None, f"downhill but above the {limit:.2f} eV kinetic limit ({slowest})")
     onset = open_at[0]
     back = [

@@ -221,6 +221,34 @@ def same_atom_order(start: Structure, relaxed: Structure) -> bool:
     )
 
 
+#: A (in the stored cell) beyond which an atom of a reused structure is not the same atom of the input.
+ORDER_MATCH_DISTANCE = 1.0
+
+
+def atom_order_like(stored: Structure, reference: Structure) -> list[int] | None:
+    """Indices into ``stored`` that list its atoms in ``reference``'s order, or None when they do not map.
+
+    Reuse finds a record by content key, which ignores atom order: two inputs with the same sites
+    listed differently share a key. A reused relaxed structure is put back in the order of the
+    input that asked for it by matching fractional coordinates, one to one per species (the
+    Hungarian assignment), so a relaxed cell works; another choice of cell vectors does not map.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if len(stored) != len(reference) or stored.composition != reference.composition:
+        return None
+    order = np.empty(len(reference), dtype=int)
+    for element in {site.specie.symbol for site in reference}:
+        wanted = [i for i, site in enumerate(reference) if site.specie.symbol == element]
+        have = [i for i, site in enumerate(stored) if site.specie.symbol == element]
+        cost = stored.lattice.get_all_distances(reference.frac_coords[wanted], stored.frac_coords[have])
+        rows, cols = linear_sum_assignment(cost)
+        if cost[rows, cols].max() > ORDER_MATCH_DISTANCE:
+            return None
+        order[np.asarray(wanted)[rows]] = np.asarray(have)[cols]
+    return order.tolist()
+
+
 def describe_changes(changes: list[SiteChange], limit: int = 3) -> str:
     """'Li 5 -> Li site 17 (2.81 A), ...' for the first ``limit`` changes, and how many more."""
     text = ", ".join(f"{c.species} {c.index} -> {c.now_at} ({c.moved:.2f} A)" for c in changes[:limit])

@@ -16,10 +16,12 @@ from typing import Any, Literal
 from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
 from monty.json import MSONable
 from pymatgen.core import Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from insertflow import claims, progress
 from insertflow.analysis.descriptors import DescriptorError, band_descriptors, compact_pdos
 from insertflow.analysis.fermi import compact_total_dos
+from insertflow.analysis.geometry import atom_order_like
 from insertflow.analysis.layers import largest_gap_growth
 from insertflow.calculators.base import Calculator
 from insertflow.errors import CalculatorError
@@ -118,13 +120,44 @@ def calculate(
             progress.emit(STAGE, item, f"the claim of {taken.holder} did not end; computing it here...")
     if cached is not None:
         record = CalculationRecord.model_validate(cached["output"])
-        record = record.model_copy(update={"label": label, "reused": True})
+        record = in_input_order(record.model_copy(update={"label": label, "reused": True}), structure)
         progress.emit(STAGE, item, f"reused (key {key[:10]})")
         return record
 
     progress.emit(STAGE, item, "running...")
     claimed = owner if taken is not None and taken.supported else None
     return Response(replace=_run_and_record(structure, calculator, label, task, guard, key, claimed=claimed))
+
+
+def in_input_order(record: CalculationRecord, structure: Structure) -> CalculationRecord:
+    """A reused record with its atoms (and per-site data) in the order of the input that asked for it.
+
+    The content key ignores atom order, so the stored record may list the same sites differently
+    (an NEB endpoint built another way, a defect cell made from another ordering). Analyses that
+    compare a relaxed cell with its input atom by atom need the input's order.
+    """
+    if record.entry is None:
+        return record
+    stored = record.entry.structure
+    order = atom_order_like(stored, structure)
+    if order is None or order == list(range(len(stored))):
+        return record
+    entry = record.computed_entry()
+    reordered = Structure.from_sites([stored[i] for i in order])
+    entry = ComputedStructureEntry(
+        reordered,
+        entry.uncorrected_energy,
+        energy_adjustments=entry.energy_adjustments,
+        parameters=entry.parameters,
+        data=entry.data,
+        entry_id=entry.entry_id,
+    )
+    update: dict = {"entry": entry}
+    for name in ("magmoms", "site_potentials"):
+        values = getattr(record, name)
+        if values is not None and len(values) == len(order):
+            update[name] = [values[i] for i in order]
+    return record.model_copy(update=update)
 
 
 def finished_record(store, key: str) -> dict | None:

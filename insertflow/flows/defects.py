@@ -390,11 +390,42 @@ def analyse_defects(
         [j.output for j in barrier_jobs if j.name.startswith("NEB")],
         barrier_points,
         context.get("kinetic_limit"),
+        [j.output for j in barrier_jobs if not j.name.startswith("NEB")],
     )
     final.name = f"defect study {host['formula']}"
     final.config.on_missing_references = OnMissing.NONE
     final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
     return Response(replace=Flow([*discharge_jobs, *barrier_jobs, final], output=final.output))
+
+
+def _apply_gate(result: DefectStudyDoc, loop, charge, gate: MigrationGate) -> None:
+    """Replace the energies-only loop when the barriers keep the TM home; keep it (and say so) without a verdict."""
+    if not gate.determined:
+        result.missing.append(f"TM migration gate undetermined: {gate.reason}")
+        result.hysteresis.definition += f"; not gated: {gate.reason}"
+    elif gate.onset_x is None and loop.coupled:  # migration is downhill but cannot happen
+        result.hysteresis_ungated = result.hysteresis
+        result.hysteresis = _hysteresis_doc(hysteresis_loop(charge, None), None)
+        result.hysteresis.definition += f"; gated: no TM migration ({gate.reason})"
+    elif loop.coupled:
+        result.hysteresis.definition += f"; gated: the TM migrates ({gate.reason})"
+
+
+def _endpoint_records(result: DefectStudyDoc, raws: list) -> list[CalculationRecord]:
+    """The migrated cells relaxed on their host's cell, as records; the failed ones listed as failed."""
+    records = []
+    for raw in raws:
+        record = _parse(raw)
+        if record is None:
+            continue
+        records.append(record)
+        if record.status != "ok":
+            result.failed.append(
+                FailedCalculation(
+                    label=record.label, formula=record.formula, status=record.status, reason=record.reason or ""
+                )
+            )
+    return records
 
 
 def _hysteresis_doc(loop, migrated_label: str | None) -> HysteresisDoc:
@@ -435,7 +466,13 @@ def _gate_by_barriers(result: DefectStudyDoc, records: list, points: list[dict],
             "reason": "the NEB did not finish" if record is None else record.reason,
             "neb_key": None if record is None else record.content_key,
             "path": [] if not ok else [round(e - record.energies[0], 6) for e in record.energies],
+            "reaction_energy": record.reaction_energy if ok else None,
         }
+        if ok and (record.reaction_energy < 0) != (point["energy"] < 0):
+            result.notes.append(
+                f"{point['label']}: on its host's cell the migration is {record.reaction_energy:+.3f} eV, against "
+                f"{point['energy']:+.3f} eV relaxed in its own cell: the cell relaxation decides its sign"
+            )
         entry["within_kinetic_limit"] = ok and record.forward_barrier <= limit
         result.migration_barriers.append(entry)
         if record is not None:
@@ -483,6 +520,11 @@ def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
         shifts -= np.round(shifts)
         moving = int(np.argmax(np.linalg.norm(host.lattice.get_cartesian_coords(shifts), axis=1)))
         waypoint = tetrahedral_site_between(host, moving, end[moving].frac_coords)
+        if waypoint is None:
+            doc.notes.append(
+                f"{row.label}: no tetrahedral site between the two polyhedra (they do not share one edge): "
+                "its NEB starts on the straight line"
+            )
         relax_end = CalculationMaker(
             calculator=fixed, label=f"{row.label} on its host's cell", study=context["study"], guard=guard
         ).make(end)
@@ -1099,6 +1141,7 @@ def defect_study(
     barrier_records: list | None = None,
     barrier_points: list[dict] | None = None,
     limit: float | None = None,
+    barrier_endpoints: list | None = None,
 ) -> DefectStudyDoc:
     """Add the hysteresis loop (zero when nothing coupled formed), gated by the TM barriers, and finish."""
     result = DefectStudyDoc.model_validate(doc)
@@ -1145,17 +1188,14 @@ def defect_study(
         else:
             result.hysteresis = _hysteresis_doc(loop, None if migrated is None else migrated["label"])
             if barrier_points:
-                gate = _gate_by_barriers(result, barrier_records or [], barrier_points, limit)
-                if gate.onset_x is None and loop.coupled:  # migration is downhill but cannot happen
-                    result.hysteresis_ungated = result.hysteresis
-                    result.hysteresis = _hysteresis_doc(hysteresis_loop(charge, None), None)
-                    result.hysteresis.definition += f"; gated: no TM migration ({gate.reason})"
-                elif loop.coupled:
-                    result.hysteresis.definition += f"; gated: the TM migrates ({gate.reason})"
+                _apply_gate(
+                    result, loop, charge, _gate_by_barriers(result, barrier_records or [], barrier_points, limit)
+                )
     else:
         result.missing.append("hysteresis: needs the working-ion reference and two pristine compositions")
     if any(c.kind == "migration" for c in result.classes) and result.hysteresis is not None:
         result.hysteresis.definition += f"; migration threshold 0 eV, lowest x {min(m['x'] for m in pristine_meta):.3f}"
+    extra += _endpoint_records(result, barrier_endpoints or [])
     result.calculations = [*result.calculations, *extra]
     result.new_calculations = sum(1 for r in result.calculations if not r.reused)
     result.reused_calculations = sum(1 for r in result.calculations if r.reused)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -56,6 +57,7 @@ class BarrierSettings(MSONable):
     temperature: float = 300.0  # K
     attempt_frequency: float = DEFAULT_ATTEMPT_FREQUENCY  # Hz
     time_scale: float = DEFAULT_TIME_SCALE  # s
+    particle_size: float = 100.0  # nm: the ion must cross this in time_scale (D tau >= L^2)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in HOP_MODES]
@@ -110,7 +112,7 @@ class BarrierStudyMaker(Maker):
         multiples = supercell_for(host.structure, self.settings)
         for hop in hops:
             along = np.abs(np.asarray(host.structure.lattice.get_fractional_coords(hop.vector)))
-            if np.any(along * 2 > np.asarray(multiples) + 1e-6):
+            if np.any(along * 2 >= np.asarray(multiples) - 1e-6):  # half a cell: two ends equally near
                 raise RecipeError(
                     f"{hop.name} spans more than half the {multiples} supercell: the ion would meet its own "
                     "image; use a larger barriers.supercell"
@@ -124,14 +126,21 @@ class BarrierStudyMaker(Maker):
 
     def make(self, host: Host) -> Flow:
         """The host relaxation, then the planning job that adds the endpoints and the NEBs."""
-        self.check(host)
         relax = CalculationMaker(
             calculator=self.calculator, label="host", task="relax", study=self.study, guard=self.guard
         ).make(host.structure)
+        hops = self.check(host)
         context = {
             "study": self.study,
             "host": {"formula": host.formula, "working_ion": host.working_ion, "source": host.source},
             "supercell": supercell_for(host.structure, self.settings),
+            "input_structure": host.structure.as_dict(),
+            "hops": [asdict(h) for h in hops],
+            "indirect": [
+                h.name
+                for h in distinct_hops(host.structure, host.working_ion, self.settings.max_hop_length, False)
+                if not h.direct
+            ],
         }
         plan = plan_barriers(relax.output, self.calculator, self.guard, self.settings, self.neb, context)
         plan.name = f"plan barriers {host.formula}"
@@ -159,9 +168,10 @@ def plan_barriers(
         return doc
     relaxed = host_record.entry.structure
     ion = context["host"]["working_ion"]
-    hops = distinct_hops(relaxed, ion, settings.max_hop_length)
-    if settings.hops is not None:
-        hops = [hops[i] for i in settings.hops if i < len(hops)]
+    # the hops chosen on the input host, carried into the relaxed cell by fractional coordinates:
+    # re-deriving them could renumber near-equal hops (Li2MnO3 has a dozen within 0.2 A)
+    given = as_structure(context["input_structure"])
+    hops = [Hop(**h).in_cell(given, relaxed) for h in context["hops"]]
     supercell = relaxed * context["supercell"]
     endpoint_calculator = fixed_cell(calculator)
     jobs, paths = [], []
@@ -229,7 +239,10 @@ def neb_key(images: list[Structure], identity: dict, settings: NebSettings) -> s
         }
         for image in images
     ]
+    from insertflow.calculators.base import package_version
+
     payload = {"path": path, "calculator": identity, "task": "neb", "settings": settings.as_dict()}
+    payload["engine"] = {name: package_version(name) for name in ("ase", "atomate2")}  # their NEB and FIRE
     payload["settings"] = {k: v for k, v in payload["settings"].items() if not k.startswith("@")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -344,6 +357,7 @@ def _new_document(context: dict, identity: dict, neb: NebSettings, settings: Bar
         attempt_frequency=settings.attempt_frequency,
         time_scale=settings.time_scale,
         kinetic_limit=kinetic_limit(settings.temperature, settings.attempt_frequency, settings.time_scale),
+        particle_size=settings.particle_size,
     )
 
 
@@ -393,26 +407,12 @@ def analyse_barriers(
         if record.status != "ok":
             doc.missing.append(f"{path['label']}: {record.reason}")
             continue
-        barrier = path_barrier(record.energies)
-        result.forward_barrier = round(barrier.forward, 6)
-        result.reverse_barrier = round(barrier.reverse, 6)
-        result.reaction_energy = round(barrier.reaction_energy, 6)
-        result.saddle_interior = barrier.saddle_is_interior
-        result.path = _path_profile(record)
-        result.rate = hop_rate(barrier.forward, settings.temperature, settings.attempt_frequency)
-        result.diffusivity = diffusivity(
-            barrier.forward,
-            hop["length"],
-            settings.temperature,
-            hop["dimensionality"] if hop["dimensionality"] in (1, 2, 3) else 3,
-            hop["equivalent"],
-            settings.attempt_frequency,
+        _fill_barrier(result, record, hop, settings, doc)
+    if context.get("indirect"):
+        doc.notes.append(
+            "left out as not hops of their own (through another ion site, or squeezing past an atom): "
+            + ", ".join(context["indirect"])
         )
-        result.within_kinetic_limit = barrier.forward <= doc.kinetic_limit
-        if not barrier.saddle_is_interior:
-            doc.notes.append(
-                f"{path['label']}: the highest image is an endpoint; the barrier is the endpoint difference"
-            )
     doc.calculations = calculations
     doc.failed = [
         FailedCalculation(label=r.label, formula=r.formula, status=r.status, reason=r.reason or "")
@@ -427,6 +427,36 @@ def analyse_barriers(
     summary = ", ".join(f"{h.label} {h.forward_barrier:.3f} eV" for h in done) or "no barrier"
     progress.emit(ANALYSIS_STAGE, f"barriers {context['host']['formula']}", summary)
     return doc
+
+
+def _fill_barrier(result: HopResult, record: NebRecord, hop: dict, settings: BarrierSettings, doc) -> None:
+    """Barriers, path, rate, diffusivity and the verdicts of one converged hop."""
+    label = result.label
+    barrier = path_barrier(record.energies)
+    result.forward_barrier = round(barrier.forward, 6)
+    result.reverse_barrier = round(barrier.reverse, 6)
+    result.reaction_energy = round(barrier.reaction_energy, 6)
+    result.saddle_interior = barrier.saddle_is_interior
+    result.path = _path_profile(record)
+    result.rate = hop_rate(barrier.forward, settings.temperature, settings.attempt_frequency)
+    result.within_kinetic_limit = barrier.forward <= doc.kinetic_limit
+    if hop["dimensionality"] in (1, 2, 3):
+        result.diffusivity = diffusivity(
+            barrier.forward,
+            hop["length"],
+            settings.temperature,
+            hop["dimensionality"],
+            hop["equivalent"],
+            settings.attempt_frequency,
+        )
+        result.diffusion_length = math.sqrt(result.diffusivity * settings.time_scale) * 1e7  # cm -> nm
+        result.crosses_particle = result.diffusion_length >= settings.particle_size
+    else:
+        doc.notes.append(f"{label}: these hops alone connect no network (0D): no diffusivity")
+    if barrier.trapped:
+        doc.notes.append(f"{label}: an image lies below both ends: the path finds another minimum")
+    if not barrier.saddle_is_interior:
+        doc.notes.append(f"{label}: the highest image is an endpoint; the barrier is the endpoint difference")
 
 
 def _path_profile(record: NebRecord) -> list[list[float]]:

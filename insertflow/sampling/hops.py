@@ -40,7 +40,20 @@ class Hop:
     start: tuple[float, float, float]  # Cartesian, A, in the host cell
     vector: tuple[float, float, float]  # Cartesian, A: end - start
     equivalent: int  # hops of this kind leaving one site (z in D)
-    dimensionality: int  # of the network these hops alone make: 1 (channels), 2 (layers) or 3
+    dimensionality: int  # of the network these hops alone make: 0 (isolated), 1 (channels), 2 (layers) or 3
+    clearance: float = 0.0  # A: the closest any other atom comes to the straight segment
+    direct: bool = True  # False: it passes another ion site, or squeezes past an atom (not a hop of its own)
+
+    def in_cell(self, old: Structure, new: Structure) -> Hop:
+        """The same hop carried into a strained copy of its cell (same fractional start and vector)."""
+        start = new.lattice.get_cartesian_coords(old.lattice.get_fractional_coords(self.start))
+        vector = new.lattice.get_cartesian_coords(old.lattice.get_fractional_coords(self.vector))
+        return replace(
+            self,
+            start=tuple(float(v) for v in start),
+            vector=tuple(float(v) for v in vector),
+            length=float(np.linalg.norm(vector)),
+        )
 
     @property
     def name(self) -> str:
@@ -48,8 +61,18 @@ class Hop:
         return f"hop {self.label} ({self.length:.2f} A, {self.dimensionality}D)"
 
 
-def distinct_hops(structure: Structure, ion: str, max_length: float) -> list[Hop]:
-    """The symmetry-distinct hops between ``ion`` sites up to ``max_length`` A, shortest first."""
+#: A hop is direct when nothing comes closer to its straight segment than this multiple of the host's
+#: shortest ion-anion bond (LiCoO2: 1.36 A; its in-plane hop clears 1.55 A, the hop across the CoO2
+#: slab 1.10 A) and no other ion site is nearer its middle than its two ends are.
+DIRECT_CLEARANCE = 0.65
+
+
+def distinct_hops(structure: Structure, ion: str, max_length: float, direct_only: bool = True) -> list[Hop]:
+    """The symmetry-distinct hops between ``ion`` sites up to ``max_length`` A, shortest first.
+
+    With ``direct_only`` the hops that pass through another ion site (two shorter hops in a row,
+    e.g. sqrt(3) a in a layered oxide) or through the framework (across the CoO2 slab) are left out.
+    """
     from pymatgen.analysis.diffusion.neb.full_path_mapper import MigrationGraph
 
     if ion not in {el.symbol for el in structure.composition.elements}:
@@ -67,12 +90,44 @@ def distinct_hops(structure: Structure, ion: str, max_length: float) -> list[Hop
                 vector=tuple(float(v) for v in end - start),
                 equivalent=_hops_per_site(graph, int(label), int(data["iindex"])),
                 dimensionality=_network_dimensionality(graph, int(label)),
+                **_directness(structure, ion, start, end - start),
             )
         )
+    if direct_only:
+        hops = [h for h in hops if h.direct]
     if not hops:
         raise InsertflowError(f"no two {ion} sites are within {max_length} A: no hops (raise barriers.max_hop_length)")
     ranked = sorted(hops, key=lambda h: (round(h.length, 3), h.label))
     return [replace(h, label=index) for index, h in enumerate(ranked)]  # hop 0 is the shortest
+
+
+def _directness(structure: Structure, ion: str, start: np.ndarray, vector: np.ndarray) -> dict:
+    """The segment's clearance and whether the hop is a hop of its own (see ``DIRECT_CLEARANCE``)."""
+    lattice = structure.lattice
+    ends = lattice.get_fractional_coords(np.array([start, start + vector]))
+    at_end = lattice.get_all_distances(ends, structure.frac_coords).min(axis=0) < SITE_TOLERANCE
+    points = lattice.get_fractional_coords(np.array([start + t * vector for t in np.linspace(0.1, 0.9, 33)]))
+    distances = lattice.get_all_distances(points, structure.frac_coords)[:, ~at_end]
+    clearance = float(distances.min()) if distances.size else float("inf")
+    ions = [i for i, site in enumerate(structure) if site.specie.symbol == ion and not at_end[i]]
+    middle = lattice.get_fractional_coords(start + vector / 2)
+    half = float(np.linalg.norm(vector)) / 2
+    nearer = bool(ions) and float(lattice.get_all_distances([middle], structure.frac_coords[ions]).min()) < half - 0.05
+    try:
+        bond = ion_anion_bond(structure, ion)
+    except ValueError:
+        bond = None
+    squeezes = bond is not None and clearance < DIRECT_CLEARANCE * bond
+    return {"clearance": clearance, "direct": not (nearer or squeezes)}
+
+
+def ion_anion_bond(structure: Structure, ion: str) -> float:
+    """The shortest distance between the working ion and an anion (A)."""
+    ions = [i for i, site in enumerate(structure) if site.specie.symbol == ion]
+    anions = [i for i, site in enumerate(structure) if site.specie.symbol in ANIONS]
+    if not ions or not anions:
+        raise ValueError("no ion-anion bonds")
+    return float(structure.lattice.get_all_distances(structure.frac_coords[ions], structure.frac_coords[anions]).min())
 
 
 def _hops_per_site(graph, label: int, site: int) -> int:
@@ -120,19 +175,24 @@ def hop_endpoints(supercell: Structure, hop: Hop, host_cell: Structure, ion: str
     last = _ion_at(supercell, origin + vector, ion)
     if first is None or last is None:
         raise InsertflowError(f"{hop.name}: its sites are not {ion} sites of the supercell")
-    if first == last:
+    anchor = supercell[first].coords
+    shortest = supercell.lattice.get_cartesian_coords(
+        _minimum_image(supercell[last].frac_coords - supercell[first].frac_coords)
+    )
+    if first == last or np.linalg.norm(shortest - vector) > SITE_TOLERANCE:
         raise InsertflowError(
-            f"{hop.name}: the supercell is too small along the hop (it ends on its own image); use a larger one"
+            f"{hop.name}: the supercell is too small along the hop (its end is as near, or nearer, through a "
+            "periodic image); use a larger barriers.supercell"
         )
     empty = [last]
     waypoint = None
     if mode == "divacancy":
-        third = _common_neighbour(supercell, first, last, hop.length, ion)
+        third = _common_neighbour(supercell, anchor, vector, hop.length, ion, exclude={first, last})
         if third is None:
             raise InsertflowError(f"{hop.name}: no {ion} site is next to both ends: no divacancy hop")
-        empty.append(third)
-        anchor = supercell[first].coords
-        centre = _triangle_centre(supercell, first, anchor + vector, third)
+        index, position = third
+        empty.append(index)
+        centre = np.mean([anchor, anchor + vector, position], axis=0)
         waypoint = _void_along_normal(supercell, centre, anchor, vector, exclude={first, *empty})
     vacancies = [supercell[i].frac_coords.tolist() for i in empty]
     start = supercell.copy()
@@ -156,26 +216,31 @@ def _ion_at(structure: Structure, point: np.ndarray, ion: str) -> int | None:
     return None
 
 
-def _common_neighbour(structure: Structure, first: int, last: int, length: float, ion: str) -> int | None:
-    """The lowest-index ``ion`` site within a hop length of both ends (one of the two in a layer)."""
+def _minimum_image(delta: np.ndarray) -> np.ndarray:
+    delta = np.asarray(delta, dtype=float)
+    return delta - np.round(delta)
+
+
+def _common_neighbour(
+    structure: Structure, anchor: np.ndarray, vector: np.ndarray, length: float, ion: str, exclude: set[int]
+) -> tuple[int, np.ndarray] | None:
+    """An ``ion`` site (index, Cartesian image) within a hop length of both ends, off the hop's line.
+
+    Each candidate is taken at its image nearest the start and measured from that image to the
+    real end point, so a site two hops along the line (next to the end only through another
+    image) is not taken; the three must make a triangle.
+    """
+    lattice = structure.lattice
+    start_frac = lattice.get_fractional_coords(anchor)
     for index, site in enumerate(structure):
-        if index in (first, last) or site.specie.symbol != ion:
+        if index in exclude or site.specie.symbol != ion:
             continue
-        if (
-            structure.get_distance(index, first) < length + SITE_TOLERANCE
-            and structure.get_distance(index, last) < length + SITE_TOLERANCE
-        ):
-            return index
+        position = anchor + lattice.get_cartesian_coords(_minimum_image(site.frac_coords - start_frac))
+        to_start, to_end = np.linalg.norm(position - anchor), np.linalg.norm(position - anchor - vector)
+        area = np.linalg.norm(np.cross(vector, position - anchor)) / 2
+        if to_start < length + SITE_TOLERANCE and to_end < length + SITE_TOLERANCE and area > 0.2 * length**2:
+            return index, position
     return None
-
-
-def _triangle_centre(structure: Structure, first: int, end_point: np.ndarray, third: int) -> np.ndarray:
-    """Centroid of the start, the end and the third site, each taken at its image nearest the start."""
-    anchor = structure[first].coords
-    points = [anchor, end_point]
-    _, image = structure.lattice.get_distance_and_image(structure[first].frac_coords, structure[third].frac_coords)
-    points.append(structure.lattice.get_cartesian_coords(structure[third].frac_coords + image))
-    return np.mean(points, axis=0)
 
 
 def _void_along_normal(
