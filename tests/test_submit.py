@@ -143,3 +143,31 @@ def test_submitting_twice_before_launching_computes_each_key_once(launchpad):
     assert len(computed) == 13 and len(set(computed)) == 13  # 13 keys, each computed once
     studies = list(opened.query({"metadata.insertflow.kind": "study"}, properties=["output.average_voltage"]))
     assert len(studies) == 2 and studies[0]["output"]["average_voltage"] == studies[1]["output"]["average_voltage"]
+
+
+@pytest.mark.slow  # tens of seconds; runs in CI
+def test_a_barrier_study_plans_and_runs_its_nebs_on_fireworks(launchpad):
+    import yaml
+
+    folder, lp, env = launchpad
+    recipe = folder / "barriers.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "fw-barriers",
+                "study": "barriers",
+                "host": "LiCoO2",
+                "calculator": {"name": "mock"},
+                "barriers": {"hops": [0], "modes": ["vacancy", "divacancy"], "supercell": [3, 3, 1]},
+            }
+        )
+    )
+    store = f"embedded://{folder / 'results.sqlite'}"
+    submitted = cli("insertflow", "submit", recipe, "--launchpad", lp, "--store", store, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    launched = cli("rlaunch", "-l", lp, "rapidfire", env=env, cwd=folder)
+    assert launched.returncode == 0, launched.stderr
+    table = insertflow.barriers("fw-barriers", store=store)
+    # the planning job replaced itself with the endpoints and NEBs on FireWorks: the mock's 0.4 eV bump
+    assert list(table["mode"]) == ["vacancy", "divacancy"]
+    assert list(table["forward_barrier"]) == pytest.approx([0.4, 0.4], abs=1e-6)
