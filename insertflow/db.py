@@ -187,14 +187,16 @@ def barriers(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
     doc = study(name, store)
     if doc.get("kind") == "barriers":
         columns = ["label", "mode", "x", "length", "dimensionality", "forward_barrier", "reverse_barrier"]
-        columns += ["rate", "diffusivity", "within_kinetic_limit", "status", "reason"]
+        columns += ["rate", "diffusivity", "diffusion_length", "crosses_particle", "within_kinetic_limit"]
+        columns += ["status", "reason"]
         frame = pd.DataFrame(doc.get("hops", []), columns=columns)
     elif doc.get("kind") == "defects":
         columns = ["x", "label", "migration_energy", "forward_barrier", "reverse_barrier", "within_kinetic_limit"]
         frame = pd.DataFrame(doc.get("migration_barriers", []), columns=[*columns, "status", "reason"])
     else:
         raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study: no barriers")
-    frame.attrs.update({k: doc.get(k) for k in ("kinetic_limit", "temperature", "attempt_frequency", "time_scale")})
+    keys = ("kinetic_limit", "temperature", "attempt_frequency", "time_scale", "particle_size")
+    frame.attrs.update({k: doc.get(k) for k in keys})
     return frame
 
 
