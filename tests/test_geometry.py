@@ -177,3 +177,25 @@ def test_a_reused_structure_is_put_back_in_the_order_of_the_input_that_asked_for
     other = host.copy()
     other.remove_sites([0])
     assert atom_order_like(stored, other) is None  # not the same composition: nothing to map
+
+
+def test_a_li_site_facing_a_tm_moved_into_a_tetrahedron_is_kept_empty_on_discharge():
+    from insertflow.analysis.geometry import bond_cutoff
+    from insertflow.flows.defects import faces_a_moved_tm
+    from insertflow.sampling.hops import tetrahedral_site_between
+
+    full = load_host("LiCoO2").structure * [2, 2, 1]
+    co = next(i for i, s in enumerate(full) if s.species_string == "Co")
+    li = min((i for i, s in enumerate(full) if s.species_string == "Li"), key=lambda i: full.get_distance(co, i))
+    emptied = full.copy()
+    target = emptied[li].frac_coords
+    emptied.remove_sites([li])
+    co -= 1 if li < co else 0
+    tet = tetrahedral_site_between(emptied, co, target)  # the Li-layer tetrahedron the Co passes
+    moved = emptied.copy()
+    moved.replace(co, "Co", coords=tet, coords_are_cartesian=True)
+    cutoff = bond_cutoff(full)
+    li_sites = [s.frac_coords for s in full if s.species_string == "Li"]
+    facing = [f for f in li_sites if faces_a_moved_tm(moved, full, f, cutoff)]
+    assert len(facing) == 3  # a tetrahedron in the Li layer shares faces with three Li octahedra
+    assert not faces_a_moved_tm(full, full, li_sites[0], cutoff)  # the pristine host faces nothing new

@@ -49,8 +49,10 @@ from insertflow.analysis.energy_scale import energy_scale, mixes_scales
 from insertflow.analysis.fermi import CM3_PER_A3, ChargedDefect, carrier_densities, self_consistent_fermi_level
 from insertflow.analysis.geometry import (
     ANIONS,
+    bond_cutoff,
     classify_moved_tm,
     describe_changes,
+    face_sharing_cations,
     parent_sites,
     same_atom_order,
     site_changes,
@@ -1061,6 +1063,16 @@ def _coupled_migration(rows: list[DefectResult], classes: dict, doc: DefectStudy
     return min(candidates, key=lambda r: r.energy)
 
 
+def faces_a_moved_tm(moved: Structure, full: Structure, frac: np.ndarray, cutoff: float) -> bool:
+    """Whether the site at ``frac`` shares a face with more TMs in ``moved`` than in the defect-free ``full``."""
+
+    def tms(structure: Structure) -> int:
+        sharing = face_sharing_cations(structure, frac, cutoff)
+        return sum(1 for i in sharing if structure[i].specie.is_transition_metal)
+
+    return tms(moved) > tms(full)
+
+
 def _relithiated(migrated: DefectResult, context: dict, charge, doc: DefectStudyDoc) -> list[tuple[str, Structure]]:
     """Orderings of the migrated host at each higher x of the charge grid (lowest Ewald first)."""
     meta = next(c for c in context["candidates"] if c["label"] == migrated.label)
@@ -1076,12 +1088,19 @@ def _relithiated(migrated: DefectResult, context: dict, charge, doc: DefectStudy
             continue
         ion_sites += [full[i].coords for i in sub.indices]
     lithiated = base.copy()
-    added = []
+    added, facing = [], 0
+    cutoff = bond_cutoff(full)
     for coords in ion_sites:
         frac = lithiated.lattice.get_fractional_coords(coords)
-        if lithiated.lattice.get_all_distances(lithiated.frac_coords, [frac]).min() >= REINSERT_CLEARANCE:
-            lithiated.append(ion, frac)
-            added.append(len(lithiated) - 1)
+        if lithiated.lattice.get_all_distances(lithiated.frac_coords, [frac]).min() < REINSERT_CLEARANCE:
+            continue
+        if faces_a_moved_tm(base, full, frac, cutoff):
+            facing += 1  # a cation sharing a face with the moved TM: Pauling's third rule keeps it empty
+            continue
+        lithiated.append(ion, frac)
+        added.append(len(lithiated) - 1)
+    if facing:
+        doc.notes.append(f"discharge branch: {facing} {ion} sites that share a face with the moved TM stay empty")
     if not added:
         doc.notes.append("the migrated host has no free site to take the working ion back: no discharge branch")
         return []
