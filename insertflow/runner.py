@@ -155,6 +155,10 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
     references = len(maker.phases_needed(host, candidates))
     charged = sum(len(maker.charges_of(host, c)) for c in candidates)
     plan = {"calculations": 1 + references + len(pristine) + len(candidates) + charged, "analysis": 1}
+    if neb is not None:  # at most one TM hop per x: its end relaxed on the host's cell, and its NEB
+        hops = len({c.x for c in candidates if c.kind == "migration"})
+        plan["calculations"] += hops
+        plan["nebs"] = hops
     return flow, plan
 
 
