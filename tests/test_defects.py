@@ -644,3 +644,11 @@ def test_a_migrated_tm_that_relaxed_back_gives_no_barrier():
     result = responses[job.uuid][1].output
     assert result.status == "failed" and "back where it started" in result.reason
     assert result.forward_barrier is None
+    # the Co moved, but so did a Li, by a whole hop (it fell into a site): another hop, refused and named
+    lithium = [i for i, site in enumerate(host) if site.species_string == "Li"]
+    other = host.copy()
+    other.translate_sites([3], [0.25, 0.0, 0.0])
+    other.translate_sites([lithium[0]], [0.5, 0.0, 0.0])
+    job = neb_from_endpoints(record(host, "home"), record(other, "two"), 3, None, calculator, NebSettings(), "TM")
+    result = run_locally(job, store=store, log=False)[job.uuid][1].output
+    assert result.status == "failed" and f"Li {lithium[0]} (2.82 A)" in result.reason

@@ -41,8 +41,12 @@ from insertflow.schemas import BarrierStudyDoc, CalculationRecord, FailedCalcula
 
 STAGE = "nebs"
 ANALYSIS_STAGE = "analysis"
-#: Endpoint relaxation: an atom other than the hopping ion that moves this far (A) changed the hop.
+#: Endpoint relaxation: the hopping atom must move at least this far (A) between the endpoints.
 ENDPOINT_DRIFT = 0.5
+#: Another atom moving more than this fraction of the hop (a neighbour falling into the vacancy
+#: moves a whole hop) makes it another hop; anions relaxing around a moved TM (0.5-0.8 A in
+#: Li2MnO3) do not.
+OTHER_ATOM_DRIFT = 0.5
 
 
 @dataclass
@@ -275,12 +279,13 @@ def neb_from_endpoints(
         )
         progress.emit(STAGE, item, f"not run: {reason}")
         return NebRecord(status="failed", reason=reason, **base)
-    drifted = [(i, d) for i, d in moving_atoms(start, end, ENDPOINT_DRIFT) if i != moving]
+    allowed = max(ENDPOINT_DRIFT, OTHER_ATOM_DRIFT * hop_length)
+    drifted = [(i, d) for i, d in moving_atoms(start, end, allowed) if i != moving]
     if drifted:
         names = ", ".join(f"{start[i].species_string} {i} ({d:.2f} A)" for i, d in drifted[:5])
         reason = (
-            f"the relaxed endpoints differ in more than the hopping ion: {names} moved "
-            f"> {ENDPOINT_DRIFT} A (a neighbour fell into the vacancy?): not this hop"
+            f"the relaxed endpoints differ in more than the hopping atom: {names} moved "
+            f"> {allowed:.2f} A (half the hop; a neighbour fell into the vacancy?): not this hop"
         )
         progress.emit(STAGE, item, f"not run: {reason}")
         return NebRecord(status="failed", reason=reason, **base)
