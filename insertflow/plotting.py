@@ -126,7 +126,7 @@ def path_figure(doc: dict) -> Figure:
                 paths.append(
                     (f"TM hop x={barrier['x']:.3f}", [[s, e] for s, e in zip(steps, barrier["path"], strict=True)])
                 )
-        title = f"{doc['host']['formula']}: TM oct -> tet -> oct (reaction coordinate scaled to 1)"
+        title = f"{doc['host']['formula']}: TM oct -> tet -> oct"
     if not paths:
         raise InsertflowError(f"study '{doc.get('study')}' has no converged NEB path to plot")
     fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
@@ -136,7 +136,7 @@ def path_figure(doc: dict) -> Figure:
     limit = doc.get("kinetic_limit")
     if limit is not None:
         ax.axhline(limit, color="0.4", ls=":", lw=1, label=f"kinetic limit {limit:.2f} eV")
-    ax.set_xlabel("distance along the path (A)" if doc.get("kind") == "barriers" else "reaction coordinate")
+    ax.set_xlabel("distance along the path (A)" if doc.get("kind") == "barriers" else "reaction coordinate (image / images)")
     ax.set_ylabel("energy above the start (eV)")
     ax.set_title(title)
     _legend_below(fig, ax)
