@@ -136,7 +136,9 @@ def path_figure(doc: dict) -> Figure:
     limit = doc.get("kinetic_limit")
     if limit is not None:
         ax.axhline(limit, color="0.4", ls=":", lw=1, label=f"kinetic limit {limit:.2f} eV")
-    ax.set_xlabel("distance along the path (A)" if doc.get("kind") == "barriers" else "reaction coordinate (image / images)")
+    ax.set_xlabel(
+        "distance along the path (A)" if doc.get("kind") == "barriers" else "reaction coordinate (image / images)"
+    )
     ax.set_ylabel("energy above the start (eV)")
     ax.set_title(title)
     _legend_below(fig, ax)
