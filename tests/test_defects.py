@@ -539,6 +539,20 @@ def test_cli_shows_and_plots_a_defect_study(tmp_path):
     assert list(lines[0].get_ydata()) == list(lines[1].get_ydata())  # the branches coincide: no loop
 
 
+def gated_mock_defects(settings: dict):
+    """The coupled mock at x = 1, 0.5, 0 with TM-migration barriers; ``settings`` added to the mock's."""
+    return mock_defects(
+        calculator={"name": "mock", "settings": {**COUPLED, **settings}},
+        defects={
+            "kinds": ["migration"],
+            "x": [1.0, 0.5, 0.0],
+            "supercell": [2, 2, 1],
+            "orderings_per_x": 1,
+            "migration_barriers": True,
+        },
+    )
+
+
 @pytest.mark.slow  # tens of seconds; runs in CI
 def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(tmp_path):
     """The coupled mock (migration -0.8 eV at x = 0.5 and 0) with the mock NEB's TM bump.
@@ -550,16 +564,7 @@ def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(t
     from insertflow.calculators.mock import mock_path_energy
 
     def gated(tm_barrier):
-        recipe = mock_defects(
-            calculator={"name": "mock", "settings": {**COUPLED, "tm_barrier": tm_barrier}},
-            defects={
-                "kinds": ["migration"],
-                "x": [1.0, 0.5, 0.0],
-                "supercell": [2, 2, 1],
-                "orderings_per_x": 1,
-                "migration_barriers": True,
-            },
-        )
+        recipe = gated_mock_defects({"tm_barrier": tm_barrier})
         return run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
 
     closed = gated(1.8)
@@ -597,16 +602,7 @@ def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(t
 
 @pytest.mark.slow  # tens of seconds; runs in CI
 def test_an_unresolved_tm_barrier_leaves_the_loop_ungated_and_says_so():
-    recipe = mock_defects(
-        calculator={"name": "mock", "settings": {**COUPLED, "faults": {"*": "neb"}}},
-        defects={
-            "kinds": ["migration"],
-            "x": [1.0, 0.5, 0.0],
-            "supercell": [2, 2, 1],
-            "orderings_per_x": 1,
-            "migration_barriers": True,
-        },
-    )
+    recipe = gated_mock_defects({"faults": {"*": "neb"}})
     doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
     assert all(b["forward_barrier"] is None and "did not converge" in b["reason"] for b in doc["migration_barriers"])
     assert doc["hysteresis"]["coupled"] and doc["hysteresis_ungated"] is None  # no verdict: not "too slow"

@@ -59,6 +59,12 @@ class MovedTMOutcome:
         return f"{self.outcome} ({self.polyhedron}, {where})"
 
 
+def minimum_image(delta) -> np.ndarray:
+    """A fractional displacement wrapped to its shortest periodic image (each component in [-1/2, 1/2])."""
+    delta = np.asarray(delta, dtype=float)
+    return delta - np.round(delta)
+
+
 def periodic_distances(structure: Structure, frac_points: np.ndarray, frac_sites: np.ndarray) -> np.ndarray:
     """Distances (A) on ``structure``'s lattice between each of ``frac_points`` and each of ``frac_sites``."""
     return structure.lattice.get_all_distances(np.atleast_2d(frac_points), np.atleast_2d(frac_sites))

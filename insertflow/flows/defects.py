@@ -53,6 +53,7 @@ from insertflow.analysis.geometry import (
     classify_moved_tm,
     describe_changes,
     face_sharing_cations,
+    minimum_image,
     parent_sites,
     same_atom_order,
     site_changes,
@@ -253,9 +254,7 @@ class DefectStudyMaker(Maker):
             "full_supercell": full.as_dict(),
             "charged": [{"candidate": c.label, "charge": q, "label": f"{c.label} q={q:+d}"} for c, q in charged],
             "dielectric": self.dielectric,
-            "migration_barriers": None
-            if self.migration_barriers is None
-            else {k: v for k, v in self.migration_barriers.as_dict().items() if not k.startswith("@")},
+            "migration_barriers": None if self.migration_barriers is None else asdict(self.migration_barriers),
             "kinetic_limit": kinetic_limit(self.operating_temperature, self.attempt_frequency, self.time_scale),
         }
         analysis = analyse_defects(
@@ -378,7 +377,9 @@ def analyse_defects(
             )
             discharge_jobs.append(maker.make(structure))
             labels.append(label)
-    barrier_jobs, barrier_points = _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
+    endpoint_jobs, neb_jobs, barrier_points = _migration_barrier_jobs(
+        rows, ok, verified, context, calculator, guard, doc
+    )
     final = defect_study(
         doc.model_dump(),
         [j.output for j in discharge_jobs],
@@ -389,15 +390,15 @@ def analyse_defects(
         [m for m, _ in verified],
         [r.model_dump() for _, r in verified],
         context["study"],
-        [j.output for j in barrier_jobs if j.name.startswith("NEB")],
+        [j.output for j in neb_jobs],
         barrier_points,
         context.get("kinetic_limit"),
-        [j.output for j in barrier_jobs if not j.name.startswith("NEB")],
+        [j.output for j in endpoint_jobs],
     )
     final.name = f"defect study {host['formula']}"
     final.config.on_missing_references = OnMissing.NONE
     final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
-    return Response(replace=Flow([*discharge_jobs, *barrier_jobs, final], output=final.output))
+    return Response(replace=Flow([*discharge_jobs, *endpoint_jobs, *neb_jobs, final], output=final.output))
 
 
 def _apply_gate(result: DefectStudyDoc, loop, charge, gate: MigrationGate) -> None:
@@ -415,18 +416,8 @@ def _apply_gate(result: DefectStudyDoc, loop, charge, gate: MigrationGate) -> No
 
 def _endpoint_records(result: DefectStudyDoc, raws: list) -> list[CalculationRecord]:
     """The migrated cells relaxed on their host's cell, as records; the failed ones listed as failed."""
-    records = []
-    for raw in raws:
-        record = _parse(raw)
-        if record is None:
-            continue
-        records.append(record)
-        if record.status != "ok":
-            result.failed.append(
-                FailedCalculation(
-                    label=record.label, formula=record.formula, status=record.status, reason=record.reason or ""
-                )
-            )
+    records = [record for record in map(_parse, raws) if record is not None]
+    _note_failures(result, {record.label: record for record in records})
     return records
 
 
@@ -492,7 +483,7 @@ def _gate_by_barriers(result: DefectStudyDoc, records: list, points: list[dict],
     return gate
 
 
-def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc) -> tuple[list, list[dict]]:
+def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc) -> tuple[list, list, list[dict]]:
     """One oct -> tet -> oct NEB per x: the lowest-energy migrated TM that stayed, from its own host.
 
     The migrated cell is put on its host's relaxed cell and relaxed there with the cell held, so
@@ -500,7 +491,7 @@ def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
     polyhedra (``tetrahedral_site_between``).
     """
     if not context.get("migration_barriers"):
-        return [], []
+        return [], [], []
     settings = NebSettings(**context["migration_barriers"])
     hosts = {m["label"]: r for m, r in verified}
     lowest: dict[float, DefectResult] = {}
@@ -509,7 +500,7 @@ def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
             continue
         if row.x not in lowest or row.energy < lowest[row.x].energy:
             lowest[row.x] = row
-    jobs, points = [], []
+    endpoints, nebs, points = [], [], []
     fixed = fixed_cell(calculator)
     for x, row in sorted(lowest.items(), reverse=True):
         host = hosts[row.reference_label].entry.structure
@@ -518,8 +509,7 @@ def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
             doc.notes.append(f"{row.label}: its atoms are not in its host's order: no barrier")
             continue
         end = Structure(host.lattice, migrated.species, migrated.frac_coords)  # on the host's cell
-        shifts = end.frac_coords - host.frac_coords
-        shifts -= np.round(shifts)
+        shifts = minimum_image(end.frac_coords - host.frac_coords)
         moving = int(np.argmax(np.linalg.norm(host.lattice.get_cartesian_coords(shifts), axis=1)))
         waypoint = tetrahedral_site_between(host, moving, end[moving].frac_coords)
         if waypoint is None:
@@ -537,9 +527,10 @@ def _migration_barrier_jobs(rows, ok, verified, context, calculator, guard, doc)
         run.name = f"NEB {label}"
         run.config.on_missing_references = OnMissing.NONE
         run.config.expose_store = True
-        jobs += [relax_end, run]
+        endpoints.append(relax_end)
+        nebs.append(run)
         points.append({"x": x, "label": row.label, "energy": row.energy, "neb_label": label})
-    return jobs, points
+    return endpoints, nebs, points
 
 
 def _verified_pristine(context, records, ok, full, cations, doc) -> tuple[list, dict]:

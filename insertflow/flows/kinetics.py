@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from jobflow import CURRENT_JOB, Flow, Maker, OnMissing, Response, job
@@ -32,7 +32,15 @@ from insertflow.analysis.barriers import (
     moving_atoms,
     path_barrier,
 )
-from insertflow.calculators.base import Calculator, NebSettings, as_structure, fixed_cell, supports_neb
+from insertflow.analysis.geometry import minimum_image
+from insertflow.calculators.base import (
+    Calculator,
+    NebSettings,
+    as_structure,
+    fixed_cell,
+    package_version,
+    supports_neb,
+)
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard, finished_record
 from insertflow.hosts import Host
@@ -71,18 +79,23 @@ class BarrierSettings(MSONable):
             raise RecipeError("barriers.max_hop_length and barriers.temperature must be positive")
 
 
-def chosen_hops(host: Host, settings: BarrierSettings) -> list[Hop]:
-    """The distinct hops of the host's working ion the settings ask for (one clear error otherwise)."""
-    hops = distinct_hops(host.structure, host.working_ion, settings.max_hop_length)
+def chosen_hops(host: Host, settings: BarrierSettings) -> tuple[list[Hop], list[Hop]]:
+    """The direct hops of the host's working ion the settings ask for, and the indirect ones left out.
+
+    One clear error when an asked-for hop does not exist.
+    """
+    every = distinct_hops(host.structure, host.working_ion, settings.max_hop_length, direct_only=False)
+    hops = [replace(h, label=index) for index, h in enumerate(h for h in every if h.direct)]
+    indirect = [h for h in every if not h.direct]
     if settings.hops is None:
-        return hops
+        return hops, indirect
     missing = [i for i in settings.hops if not 0 <= i < len(hops)]
     if missing:
         raise RecipeError(
             f"barriers.hops {missing} do not exist: this host has {len(hops)} distinct hops up to "
             f"{settings.max_hop_length} A ({', '.join(h.name for h in hops)})"
         )
-    return [hops[i] for i in settings.hops]
+    return [hops[i] for i in settings.hops], indirect
 
 
 def supercell_for(structure: Structure, settings: BarrierSettings) -> list[int]:
@@ -106,13 +119,16 @@ class BarrierStudyMaker(Maker):
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = ""
 
-    def check(self, host: Host) -> list[Hop]:
-        """Refuse, before any job exists, a calculator without NEBs or a host without the hops asked for."""
+    def check(self, host: Host) -> tuple[list[Hop], list[Hop]]:
+        """Refuse, before any job exists, a calculator without NEBs or a host without the hops asked for.
+
+        Returns the hops asked for and the indirect ones left out (``chosen_hops``).
+        """
         if self.calculator is None:
             raise CalculatorError("BarrierStudyMaker needs a calculator")
         if not supports_neb(self.calculator):
             raise CalculatorError(f"{self.calculator.name} does not run NEB paths here; use chgnet (or mock for tests)")
-        hops = chosen_hops(host, self.settings)
+        hops, indirect = chosen_hops(host, self.settings)
         multiples = supercell_for(host.structure, self.settings)
         for hop in hops:
             along = np.abs(np.asarray(host.structure.lattice.get_fractional_coords(hop.vector)))
@@ -121,11 +137,11 @@ class BarrierStudyMaker(Maker):
                     f"{hop.name} spans more than half the {multiples} supercell: the ion would meet its own "
                     "image; use a larger barriers.supercell"
                 )
-        return hops
+        return hops, indirect
 
     def planned(self, host: Host) -> dict[str, int]:
         """Progress totals: the host and two endpoints per path; one NEB per path."""
-        paths = len(self.check(host)) * len(self.settings.modes)
+        paths = len(self.check(host)[0]) * len(self.settings.modes)
         return {"calculations": 1 + 2 * paths, STAGE: paths, ANALYSIS_STAGE: 1}
 
     def make(self, host: Host) -> Flow:
@@ -133,18 +149,14 @@ class BarrierStudyMaker(Maker):
         relax = CalculationMaker(
             calculator=self.calculator, label="host", task="relax", study=self.study, guard=self.guard
         ).make(host.structure)
-        hops = self.check(host)
+        hops, indirect = self.check(host)
         context = {
             "study": self.study,
             "host": {"formula": host.formula, "working_ion": host.working_ion, "source": host.source},
             "supercell": supercell_for(host.structure, self.settings),
             "input_structure": host.structure.as_dict(),
             "hops": [asdict(h) for h in hops],
-            "indirect": [
-                h.name
-                for h in distinct_hops(host.structure, host.working_ion, self.settings.max_hop_length, False)
-                if not h.direct
-            ],
+            "indirect": [h.name for h in indirect],
         }
         plan = plan_barriers(relax.output, self.calculator, self.guard, self.settings, self.neb, context)
         plan.name = f"plan barriers {host.formula}"
@@ -178,6 +190,13 @@ def plan_barriers(
     hops = [Hop(**h).in_cell(given, relaxed) for h in context["hops"]]
     supercell = relaxed * context["supercell"]
     endpoint_calculator = fixed_cell(calculator)
+
+    def relax(label: str, structure: Structure):
+        maker = CalculationMaker(
+            calculator=endpoint_calculator, label=label, task="relax", study=context["study"], guard=guard
+        )
+        return maker.make(structure)
+
     jobs, paths = [], []
     for hop in hops:
         for mode in settings.modes:
@@ -185,18 +204,9 @@ def plan_barriers(
             try:
                 ends = hop_endpoints(supercell, hop, relaxed, ion, mode)
             except InsertflowError as exc:
-                paths.append({"label": label, "hop": hop, "mode": mode, "reason": str(exc)})
+                paths.append({"label": label, "hop": asdict(hop), "mode": mode, "reason": str(exc)})
                 continue
-            relax_start = CalculationMaker(
-                calculator=endpoint_calculator,
-                label=f"{label} start",
-                task="relax",
-                study=context["study"],
-                guard=guard,
-            ).make(ends.start)
-            relax_end = CalculationMaker(
-                calculator=endpoint_calculator, label=f"{label} end", task="relax", study=context["study"], guard=guard
-            ).make(ends.end)
+            relax_start, relax_end = relax(f"{label} start", ends.start), relax(f"{label} end", ends.end)
             run = neb_from_endpoints(
                 relax_start.output, relax_end.output, ends.moving, ends.waypoint, calculator, neb, label
             )
@@ -207,7 +217,7 @@ def plan_barriers(
             paths.append(
                 {
                     "label": label,
-                    "hop": hop,
+                    "hop": asdict(hop),
                     "mode": mode,
                     "x": ends.x,
                     "neb": run.output,
@@ -217,10 +227,7 @@ def plan_barriers(
     final = analyse_barriers(
         [p.get("neb") for p in paths],
         [p.get("endpoints") for p in paths],
-        [
-            {k: (asdict(v) if isinstance(v, Hop) else v) for k, v in p.items() if k not in ("neb", "endpoints")}
-            for p in paths
-        ],
+        [{k: v for k, v in p.items() if k not in ("neb", "endpoints")} for p in paths],
         host_record.model_dump(),
         calculator.identity(),
         settings,
@@ -243,11 +250,8 @@ def neb_key(images: list[Structure], identity: dict, settings: NebSettings) -> s
         }
         for image in images
     ]
-    from insertflow.calculators.base import package_version
-
-    payload = {"path": path, "calculator": identity, "task": "neb", "settings": settings.as_dict()}
+    payload = {"path": path, "calculator": identity, "task": "neb", "settings": asdict(settings)}
     payload["engine"] = {name: package_version(name) for name in ("ase", "atomate2")}  # their NEB and FIRE
-    payload["settings"] = {k: v for k, v in payload["settings"].items() if not k.startswith("@")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -256,39 +260,39 @@ def neb_from_endpoints(
     start_raw, end_raw, moving: int, waypoint, calculator: Calculator, settings: NebSettings, label: str
 ) -> NebRecord | Response:
     """Check the relaxed endpoints, build the initial path, reuse a finished NEB of its key or run it."""
-    base = {"label": label, "calculator": calculator.identity(), "settings": _settings_dict(settings)}
+    base = {"label": label, "calculator": calculator.identity(), "settings": asdict(settings)}
     item = f"NEB {label} ({calculator.name})"
+
+    def not_run(reason: str, progress_text: str | None = None) -> NebRecord:
+        progress.emit(STAGE, item, f"not run: {progress_text or reason}")
+        return NebRecord(status="failed", reason=reason, **base)
+
     records = [None if raw is None else CalculationRecord.model_validate(raw) for raw in (start_raw, end_raw)]
     for name, record in zip(("start", "end"), records, strict=True):
         if record is None or record.status != "ok":
             reason = "did not finish" if record is None else record.reason
-            progress.emit(STAGE, item, f"not run: the {name} endpoint has no usable result")
-            return NebRecord(status="failed", reason=f"the {name} endpoint has no usable result ({reason})", **base)
+            return not_run(
+                f"the {name} endpoint has no usable result ({reason})", f"the {name} endpoint has no usable result"
+            )
     start, end = (r.entry.structure for r in records)
     base["endpoint_keys"] = [r.content_key for r in records]
     mismatch = endpoint_mismatch(start, end)
     if mismatch:
-        reason = "the endpoints do not map onto each other: " + "; ".join(mismatch[:5])
-        progress.emit(STAGE, item, f"not run: {reason}")
-        return NebRecord(status="failed", reason=reason, **base)
+        return not_run("the endpoints do not map onto each other: " + "; ".join(mismatch[:5]))
     hop_length = float(start[moving].distance(end[moving]))
     if hop_length < ENDPOINT_DRIFT:
-        reason = (
+        return not_run(
             f"the hopping {start[moving].species_string} ({moving}) is back where it started after relaxing "
             f"({hop_length:.2f} A apart): there is no hop, and no barrier"
         )
-        progress.emit(STAGE, item, f"not run: {reason}")
-        return NebRecord(status="failed", reason=reason, **base)
     allowed = max(ENDPOINT_DRIFT, OTHER_ATOM_DRIFT * hop_length)
     drifted = [(i, d) for i, d in moving_atoms(start, end, allowed) if i != moving]
     if drifted:
         names = ", ".join(f"{start[i].species_string} {i} ({d:.2f} A)" for i, d in drifted[:5])
-        reason = (
+        return not_run(
             f"the relaxed endpoints differ in more than the hopping atom: {names} moved "
             f"> {allowed:.2f} A (half the hop; a neighbour fell into the vacancy?): not this hop"
         )
-        progress.emit(STAGE, item, f"not run: {reason}")
-        return NebRecord(status="failed", reason=reason, **base)
     images = initial_path(start, end, settings.images, moving, waypoint)
     key = neb_key(images, calculator.identity(), settings)
     store = CURRENT_JOB.store
@@ -305,10 +309,6 @@ def neb_from_endpoints(
     record_job.name = f"record NEB {label}"
     record_job.config.on_missing_references = OnMissing.NONE
     return Response(replace=Flow([calc_job, record_job], output=record_job.output, name=f"NEB {label}"))
-
-
-def _settings_dict(settings: NebSettings) -> dict:
-    return {k: v for k, v in settings.as_dict().items() if not k.startswith("@")}
 
 
 @job
@@ -357,7 +357,7 @@ def _new_document(context: dict, identity: dict, neb: NebSettings, settings: Bar
         calculator=identity,
         supercell=np.diag(multiples).astype(int).tolist(),
         supercell_atoms=0,
-        neb=_settings_dict(neb),
+        neb=asdict(neb),
         temperature=settings.temperature,
         attempt_frequency=settings.attempt_frequency,
         time_scale=settings.time_scale,
@@ -470,8 +470,7 @@ def _path_profile(record: NebRecord) -> list[list[float]]:
     distance, profile = 0.0, []
     for index, image in enumerate(images):
         if index:
-            step = image.frac_coords - images[index - 1].frac_coords
-            step -= np.round(step)
+            step = minimum_image(image.frac_coords - images[index - 1].frac_coords)
             distance += float(np.linalg.norm(image.lattice.get_cartesian_coords(step)))
         profile.append([round(distance, 4), round(record.energies[index] - record.energies[0], 6)])
     return profile

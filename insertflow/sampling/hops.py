@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pymatgen.core import Structure
 
-from insertflow.analysis.geometry import ANIONS, anion_positions, bond_cutoff
+from insertflow.analysis.geometry import ANIONS, anion_positions, bond_cutoff, minimum_image
 from insertflow.analysis.voltage import framework_unit, units_of
 from insertflow.errors import InsertflowError
 
@@ -159,7 +159,6 @@ class HopEndpoints:
     start: Structure
     end: Structure
     moving: int  # index of the hopping ion (the same in both)
-    vacancies: list[list[float]]  # fractional coordinates of the sites left empty at the start
     waypoint: list[float] | None  # Cartesian point the moving ion's initial path passes through
     x: float  # working ions per framework unit at the start (the host's x minus the vacancies)
 
@@ -177,7 +176,7 @@ def hop_endpoints(supercell: Structure, hop: Hop, host_cell: Structure, ion: str
         raise InsertflowError(f"{hop.name}: its sites are not {ion} sites of the supercell")
     anchor = supercell[first].coords
     shortest = supercell.lattice.get_cartesian_coords(
-        _minimum_image(supercell[last].frac_coords - supercell[first].frac_coords)
+        minimum_image(supercell[last].frac_coords - supercell[first].frac_coords)
     )
     if first == last or np.linalg.norm(shortest - vector) > SITE_TOLERANCE:
         raise InsertflowError(
@@ -194,7 +193,6 @@ def hop_endpoints(supercell: Structure, hop: Hop, host_cell: Structure, ion: str
         empty.append(index)
         centre = np.mean([anchor, anchor + vector, position], axis=0)
         waypoint = _void_along_normal(supercell, centre, anchor, vector, exclude={first, *empty})
-    vacancies = [supercell[i].frac_coords.tolist() for i in empty]
     start = supercell.copy()
     start.remove_sites(empty)
     moving = first - sum(1 for i in empty if i < first)
@@ -202,7 +200,7 @@ def hop_endpoints(supercell: Structure, hop: Hop, host_cell: Structure, ion: str
     end.replace(moving, ion, coords=supercell[last].frac_coords)
     units = units_of(supercell.composition, framework_unit(host_cell.composition.reduced_formula, ion), ion)
     x = (sum(1 for site in start if site.specie.symbol == ion)) / units
-    return HopEndpoints(start, end, moving, vacancies, None if waypoint is None else waypoint.tolist(), x)
+    return HopEndpoints(start, end, moving, None if waypoint is None else waypoint.tolist(), x)
 
 
 def _ion_at(structure: Structure, point: np.ndarray, ion: str) -> int | None:
@@ -214,11 +212,6 @@ def _ion_at(structure: Structure, point: np.ndarray, ion: str) -> int | None:
         if distance < SITE_TOLERANCE:
             return index
     return None
-
-
-def _minimum_image(delta: np.ndarray) -> np.ndarray:
-    delta = np.asarray(delta, dtype=float)
-    return delta - np.round(delta)
 
 
 def _common_neighbour(
@@ -235,7 +228,7 @@ def _common_neighbour(
     for index, site in enumerate(structure):
         if index in exclude or site.specie.symbol != ion:
             continue
-        position = anchor + lattice.get_cartesian_coords(_minimum_image(site.frac_coords - start_frac))
+        position = anchor + lattice.get_cartesian_coords(minimum_image(site.frac_coords - start_frac))
         to_start, to_end = np.linalg.norm(position - anchor), np.linalg.norm(position - anchor - vector)
         area = np.linalg.norm(np.cross(vector, position - anchor)) / 2
         if to_start < length + SITE_TOLERANCE and to_end < length + SITE_TOLERANCE and area > 0.2 * length**2:
@@ -271,20 +264,17 @@ def initial_path(start: Structure, end: Structure, images: int, moving: int, way
     start -> waypoint over the first half of the images and waypoint -> end over the rest.
     """
     lattice = start.lattice
-    delta = end.frac_coords - start.frac_coords
-    delta -= np.round(delta)
-    fractions = np.linspace(0.0, 1.0, images + 2)
+    delta = minimum_image(end.frac_coords - start.frac_coords)
+    origin = start.frac_coords[moving]
+    if waypoint is not None:  # the two legs of the hopping ion, each its shortest image
+        first_leg = minimum_image(lattice.get_fractional_coords(np.asarray(waypoint)) - origin)
+        via = origin + first_leg
+        second_leg = minimum_image(end.frac_coords[moving] - via)
     path = []
-    for s in fractions:
+    for s in np.linspace(0.0, 1.0, images + 2):
         frac = start.frac_coords + s * delta
         if waypoint is not None:
-            via = lattice.get_fractional_coords(np.asarray(waypoint))
-            first_leg = via - start.frac_coords[moving]
-            first_leg -= np.round(first_leg)
-            via = start.frac_coords[moving] + first_leg
-            second_leg = end.frac_coords[moving] - via
-            second_leg -= np.round(second_leg)
-            frac[moving] = via + (2 * s - 1) * second_leg if s > 0.5 else start.frac_coords[moving] + 2 * s * first_leg
+            frac[moving] = via + (2 * s - 1) * second_leg if s > 0.5 else origin + 2 * s * first_leg
         path.append(Structure(lattice, start.species, frac))
     return path
 
@@ -302,9 +292,7 @@ def tetrahedral_site_between(structure: Structure, moving: int, end_frac) -> lis
     lattice = structure.lattice
     cutoff = bond_cutoff(structure)
     home = structure[moving].coords
-    delta = np.asarray(end_frac) - structure[moving].frac_coords
-    delta -= np.round(delta)
-    target = home + lattice.get_cartesian_coords(delta)
+    target = home + lattice.get_cartesian_coords(minimum_image(np.asarray(end_frac) - structure[moving].frac_coords))
     own, theirs = anion_positions(structure, home, cutoff), anion_positions(structure, target, cutoff)
     shared = [p for p in own if np.min(np.linalg.norm(theirs - p, axis=1)) < 1e-3]
     if len(shared) != 2:
