@@ -343,18 +343,31 @@ def render_defects(doc: dict, where: str) -> str:
         lines.append(text)
     lines.extend(f"  F_O: {report}" for report in doc.get("f_o_reduction", []))
     lines += _barrier_lines(doc)
-    loop = doc.get("hysteresis")
-    if loop:
-        if loop["coupled"]:
-            lines.append(
-                f"Hysteresis through {loop['migrated_label']}: average {loop['average_hysteresis']:.3f} V, "
-                f"energy lost {loop['energy_lost']:.0f} Wh/kg per cycle over x {loop['x_range'][0]:g}-"
-                f"{loop['x_range'][1]:g}"
-            )
-        else:
-            lines.append("Hysteresis: 0 V (no coupled defect forms; the discharge retraces the charge)")
+    lines += _loop_lines(doc)
     lines.extend(f"  Note: {note}" for note in doc.get("notes", []))
     return "\n".join(lines + _footer(doc, where))
+
+
+def _loop_lines(doc: dict) -> list[str]:
+    """The first cycle's loop and, when the TM migrated, the second cycle and the fade."""
+    loop = doc.get("hysteresis")
+    if not loop:
+        return []
+    if not loop["coupled"]:
+        return ["Hysteresis: 0 V (no coupled defect forms; the discharge retraces the charge)"]
+    lines = [
+        f"Hysteresis through {loop['migrated_label']}: average {loop['average_hysteresis']:.3f} V, "
+        f"energy lost {loop['energy_lost']:.0f} Wh/kg per cycle over x {loop['x_range'][0]:g}-"
+        f"{loop['x_range'][1]:g}"
+    ]
+    second = doc.get("second_cycle")
+    if second:
+        lines.append(
+            f"Second cycle: average {second['average_hysteresis']:.3f} V, "
+            f"{second['energy_lost']:.0f} Wh/kg; voltage fade {doc['voltage_fade']:+.3f} V "
+            + ("(the TM goes back on discharge)" if doc.get("tm_returns_at") is not None else "(the TM stays)")
+        )
+    return lines
 
 
 def _barrier_lines(doc: dict) -> list[str]:

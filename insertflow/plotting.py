@@ -101,9 +101,13 @@ def hysteresis_figure(doc: dict) -> Figure:
     if not loop:
         raise InsertflowError(f"study '{doc.get('study')}' has no hysteresis loop (it needs study: defects)")
     fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
-    ax.plot(*loop_xy(loop["charge"]), color="C3", lw=2, label="charge (pristine host)")
+    ax.plot(*loop_xy(loop["charge"]), color="C3", lw=2, label="first charge")
     kept = "coupled defect kept" if loop["coupled"] else "retraces the charge"
-    ax.plot(*loop_xy(loop["discharge"]), color="C0", lw=2, ls="--", label=f"discharge ({kept})")
+    ax.plot(*loop_xy(loop["discharge"]), color="C0", lw=2, ls="--", label=f"first discharge ({kept})")
+    second = doc.get("second_cycle")
+    if second and second["charge"] != loop["charge"]:
+        fade = doc.get("voltage_fade") or 0.0
+        ax.plot(*loop_xy(second["charge"]), color="C2", lw=1.2, ls=":", label=f"second charge (fade {fade:.2f} V)")
     ion = doc["host"]["working_ion"]
     ax.set_xlabel(f"x in {ion}$_x$ host")
     ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")

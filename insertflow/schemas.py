@@ -342,6 +342,15 @@ class DefectStudyDoc(StudyRecords):
     hysteresis_ungated: HysteresisDoc | None = Field(
         None, description="The loop from energies alone, when the barriers close the gate"
     )
+    second_cycle: HysteresisDoc | None = Field(
+        None, description="The cycle after the first, from the state its discharge ended in (TM migrated or back)"
+    )
+    voltage_fade: float | None = Field(
+        None, description="V: first-charge average minus second-charge average on their common x range"
+    )
+    tm_returns_at: float | None = Field(
+        None, description="x at which the migrated TM goes back on discharge (downhill and fast); None: it stays"
+    )
     fermi_level: dict | None = Field(
         None,
         description="Self-consistent E_F (eV above the VBM) at the synthesis point and temperature: the "

@@ -250,6 +250,35 @@ def test_hysteresis_on_a_shorter_discharge_range():
     assert loop.average_hysteresis == pytest.approx(3.0 - 2.8)
 
 
+def test_cycles_dissipate_the_migration_energy_at_the_onset_and_the_second_cycle_fades():
+    """Both branches end in the same state at x = 1 (E = -25.0 for both hosts), so the area of the closed first
+    cycle is the energy the migration released where it happened: E_pristine(x_on) - E_migrated(x_on) per f.u."""
+    from insertflow.analysis.hysteresis import cycles
+
+    pristine = _profile([(0, -20.0), (0.5, -22.7), (1, -25.0)])  # 3.4 V, 2.6 V
+    migrated = _profile([(0, -20.4), (0.5, -22.8), (1, -25.0)])  # 2.8 V, 2.4 V
+    per_x = FARADAY_MAH_PER_MOL / Composition("LiCoO2").weight
+    energies = {0.0: (-20.0, -20.4), 0.5: (-22.7, -22.8)}
+    for onset, (e_pristine, e_migrated) in energies.items():
+        found = cycles(pristine, migrated, onset)
+        area = found.first.average_hysteresis * (found.first.x_range[1] - found.first.x_range[0])
+        assert area == pytest.approx(e_pristine - e_migrated)  # 0.4 eV at x = 0, 0.1 eV at x = 0.5
+        assert found.first.energy_lost == pytest.approx(area * per_x)
+        assert found.second.average_hysteresis == 0.0 and found.second.charge == migrated.steps
+    late = cycles(pristine, migrated, 0.5)
+    assert [s.voltage for s in late.first.charge] == pytest.approx([2.8, 2.6])  # migrated below the onset
+    assert late.voltage_fade == pytest.approx((2.8 + 2.6) / 2 - (2.8 + 2.4) / 2)
+    assert cycles(pristine, migrated, 0.0).voltage_fade == pytest.approx(3.0 - 2.6)
+    mid = cycles(pristine, migrated, 0.25)  # the onset cuts the pristine 3.4 V step
+    assert [(s.x_low, s.x_high) for s in mid.first.charge] == [(0, 0.25), (0.25, 0.5), (0.5, 1)]
+    assert sum(s.capacity_grav for s in mid.first.charge) == pytest.approx(sum(s.capacity_grav for s in pristine.steps))
+    assert mid.first.average_hysteresis == pytest.approx(0.25 * 0.6 + 0.5 * 0.2)
+    back = cycles(pristine, migrated, 0.0, returns_at=0.5)  # the TM goes back at x = 0.5 on discharge
+    assert [s.voltage for s in back.first.discharge] == pytest.approx([2.8, 2.6])
+    assert back.first.average_hysteresis == pytest.approx(0.5 * 0.6)
+    assert back.second is back.first and back.voltage_fade == pytest.approx(0.0)
+
+
 def mock_defects(**changes):
     recipe = load_recipe("licoo2_defects_mock").model_dump(exclude={"folder"})
     for key, value in changes.items():
@@ -593,9 +622,18 @@ def test_tm_barriers_gate_the_loop_a_high_barrier_closes_it_a_low_one_keeps_it(t
     opened = gated(0.6)
     assert opened["migration_onset_x"] == 0.5  # the highest x where it is downhill and fast
     assert opened["hysteresis"]["coupled"] and opened["hysteresis_ungated"] is None
-    assert opened["hysteresis"]["average_hysteresis"] == pytest.approx(
-        closed["hysteresis_ungated"]["average_hysteresis"], abs=1e-9
-    )  # the gate opens on the same loop
+    first, ungated = opened["hysteresis"], closed["hysteresis_ungated"]
+    below, above = first["segments"][0], first["segments"][-1]
+    # migrated at x = 0.5: below it both branches run on the migrated host, so the loop opens only above
+    assert below["x_high"] == pytest.approx(0.5) and below["dv"] == pytest.approx(0.0, abs=1e-9)
+    assert ungated["segments"][0]["dv"] < -0.1  # energies alone charge the pristine host down to x = 0
+    assert above == pytest.approx(ungated["segments"][-1])
+    second = opened["second_cycle"]
+    assert second["average_hysteresis"] == 0.0 and opened["tm_returns_at"] is None  # the TM stays
+    # the second charge retraces the first discharge, so the fade is the first loop's average
+    assert opened["voltage_fade"] == pytest.approx(first["average_hysteresis"], abs=1e-6)
+    assert first["average_hysteresis"] > 0.1
+    assert f"voltage fade {opened['voltage_fade']:+.3f} V (the TM stays)" in render_defects(opened, "memory")
     assert all(b["within_kinetic_limit"] for b in opened["migration_barriers"])
     assert len(opened["nebs"]) == 2 and all(n["status"] == "ok" for n in opened["nebs"])
 

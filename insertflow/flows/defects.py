@@ -58,7 +58,7 @@ from insertflow.analysis.geometry import (
     same_atom_order,
     site_changes,
 )
-from insertflow.analysis.hysteresis import hysteresis_loop
+from insertflow.analysis.hysteresis import cycles, hysteresis_loop
 from insertflow.analysis.profile import voltage_profile
 from insertflow.analysis.voltage import framework_unit, units_of
 from insertflow.calculators.base import (
@@ -414,6 +414,29 @@ def _apply_gate(result: DefectStudyDoc, loop, charge, gate: MigrationGate) -> No
         result.hysteresis.definition += f"; gated: the TM migrates ({gate.reason})"
 
 
+def _add_cycles(result: DefectStudyDoc, charge, discharge, gate: MigrationGate | None, migrated: dict) -> None:
+    """First and second cycles through the hosts the TM leaves: where it migrates, where it goes back."""
+    determined = gate is not None and gate.determined
+    onset = gate.onset_x if determined else migrated["x"]
+    returns = gate.returns_at if determined else None
+    found = cycles(charge, discharge, onset, returns)
+    kept = result.hysteresis.definition
+    result.hysteresis = _hysteresis_doc(found.first, migrated["label"])
+    back = (
+        "throughout (the TM stays)" if returns is None else f"up to x={returns:.3f}, pristine above (the TM goes back)"
+    )
+    result.hysteresis.definition = (
+        f"{kept}; first cycle: charge on the pristine host down to x={onset:.3f} (the TM migrates there), on the "
+        f"migrated host below; discharge on the migrated host {back}"
+    )
+    result.second_cycle = _hysteresis_doc(found.second, migrated["label"])
+    result.second_cycle.definition = "second cycle, from the state the first discharge ended in: " + (
+        "the first cycle again (the TM went back)" if returns is not None else "both branches on the migrated host"
+    )
+    result.voltage_fade = round(found.voltage_fade, 6)
+    result.tm_returns_at = returns
+
+
 def _endpoint_records(result: DefectStudyDoc, raws: list) -> list[CalculationRecord]:
     """The migrated cells relaxed on their host's cell, as records; the failed ones listed as failed."""
     records = [record for record in map(_parse, raws) if record is not None]
@@ -478,7 +501,7 @@ def _gate_by_barriers(result: DefectStudyDoc, records: list, points: list[dict],
     if gate.returns_at is not None:
         result.notes.append(
             f"on discharge the TM can go back at x={gate.returns_at:.3f} (uphill to stay, reverse barrier below the "
-            "limit); the discharge branch here keeps it migrated"
+            "limit); the discharge branch runs on the pristine host from there"
         )
     return gate
 
@@ -1197,10 +1220,12 @@ def defect_study(
             result.missing.append(f"hysteresis: {exc}")
         else:
             result.hysteresis = _hysteresis_doc(loop, None if migrated is None else migrated["label"])
+            gate = None
             if barrier_points:
-                _apply_gate(
-                    result, loop, charge, _gate_by_barriers(result, barrier_records or [], barrier_points, limit)
-                )
+                gate = _gate_by_barriers(result, barrier_records or [], barrier_points, limit)
+                _apply_gate(result, loop, charge, gate)
+            if discharge is not None and result.hysteresis.coupled:
+                _add_cycles(result, charge, discharge, gate, migrated)
     else:
         result.missing.append("hysteresis: needs the working-ion reference and two pristine compositions")
     if any(c.kind == "migration" for c in result.classes) and result.hysteresis is not None:
