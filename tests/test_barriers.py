@@ -85,6 +85,34 @@ def test_olivine_has_a_channel_hop_and_a_longer_cross_channel_hop():
     assert channel.equivalent == 2  # one hop each way along the channel
 
 
+def spinel_limn2o4(a: float = 8.24, u: float = 0.388):
+    """LiMn2O4 spinel, Fd-3m origin choice 1: Li 8a (0,0,0), Mn 16d (5/8,5/8,5/8), O 32e (u,u,u)."""
+    from pymatgen.core import Lattice, Structure
+
+    positions = [[0, 0, 0], [0.625, 0.625, 0.625], [u, u, u]]
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(a), ["Li", "Mn", "O"], positions)
+
+
+def test_spinel_8a_hops_run_through_the_empty_16c_octahedron():
+    """8a tetrahedra share faces with the empty 16c octahedra; the 8a-8a hop (a sqrt(3)/4, 4 per site, 3D)
+    runs straight through 16c, the site six O surround at ~2.1 A and no Mn is within 2.5 A of."""
+    cubic = spinel_limn2o4()
+    primitive = cubic.get_primitive_structure()
+    (hop,) = distinct_hops(primitive, "Li", 5.0)  # the hop through 16d-sharing octahedra is not direct
+    assert hop.length == pytest.approx(8.24 * math.sqrt(3) / 4, abs=1e-3)
+    assert hop.equivalent == 4 and hop.dimensionality == 3
+    supercell = primitive * [2, 2, 2]
+    ends = hop_endpoints(supercell, hop, primitive, "Li", "vacancy")
+    path = initial_path(ends.start, ends.end, 5, ends.moving, ends.waypoint)
+    at_middle = path[3][ends.moving].coords  # images 0..6: the 4th is half-way
+    others = [n for n in path[3].get_sites_in_sphere(at_middle, 2.5) if n.index != ends.moving]
+    # an empty octahedron: six O at 2.1 A, no cation (the 16d octahedra hold Mn, and 8a is 1.78 A off)
+    assert sorted(n.specie.symbol for n in others) == ["O"] * 6
+    assert all(1.9 < n.nn_distance < 2.3 for n in others)
+    assert hop.clearance > 1.8  # the O triangle each 8a-16c shared face opens
+    assert ends.x == pytest.approx(1 - 1 / 16)  # 16 Li sites in the 2x2x2 primitive cell, one empty
+
+
 def test_layered_hops_in_plane_and_the_divacancy_path_through_a_tetrahedral_site():
     host = load_host("LiCoO2")
     hop = distinct_hops(host.structure, "Li", 5.0)[0]
