@@ -24,11 +24,14 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from ase.calculators.calculator import Calculator as AseCalculator
+from ase.calculators.calculator import all_changes as ALL_CHANGES
+from atomate2.ase.neb import AseNebFromImagesMaker
 from jobflow import job
 from monty.json import MSONable, jsanitize
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -42,10 +45,13 @@ from insertflow.analysis.charged import planar_averages
 from insertflow.analysis.layers import rotate_normal_to_z
 from insertflow.calculators.base import (
     CalculationOutcome,
+    NebOutcome,
+    NebSettings,
     as_complete_dos,
     as_structure,
     check_energy,
     field_of,
+    neb_result_outcome,
     package_version,
     validate_task,
 )
@@ -146,6 +152,7 @@ class GPAWCalculator(MSONable):
     dos_width: float = 0.1  # eV, Gaussian broadening of the projected DOS
     charge: int = 0  # net charge of the cell (e): +1 removes one electron
     mpi_command: str | None = None  # e.g. "mpiexec -n 32": runs GPAW under MPI (not part of the key)
+    grid_spacing: float | None = None  # A, real-space grid (GPAW's h); None: GPAW's default (0.2 A)
 
     def __post_init__(self) -> None:
         if self.ecut <= 0 or self.kpoint_density <= 0 or self.smearing < 0 or self.fmax <= 0 or self.steps < 1:
@@ -161,6 +168,8 @@ class GPAWCalculator(MSONable):
     def identity(self) -> dict:
         """GPAW and setup versions, and every setting that changes a result."""
         settings = {k: v for k, v in asdict(self).items() if k != "mpi_command"}
+        if self.grid_spacing is None:  # keys from before the setting existed stay valid
+            settings.pop("grid_spacing")
         settings["hubbard_u"] = self.u_values()
         settings["magmom"] = self._preset["magmom"]
         return {
@@ -244,6 +253,8 @@ class GPAWCalculator(MSONable):
             parameters["charge"] = self.charge
         if self.mode == "lcao":
             parameters["basis"] = self.basis
+        if self.grid_spacing is not None:
+            parameters["h"] = self.grid_spacing
         return parameters
 
     # --- protocol -------------------------------------------------------------------------
@@ -267,6 +278,31 @@ class GPAWCalculator(MSONable):
         if task == "relax":
             self.check_relaxation()
         return gpaw_job(structure, self, task, fixed_normal)
+
+    def make_neb_job(self, images: list[Structure], settings: NebSettings):
+        """atomate2's ASE NEB (climbing image, FIRE) with GPAW on every image, in this process.
+
+        Every image gets its own GPAW (reusing its density from step to step), with the
+        parameters and starting moments a static of the first image would get. LCAO suits
+        supercells; ``mpi_command`` is not used here (run the whole job under MPI instead).
+        """
+        first = images[0]
+        moments = self.initial_magmoms(first)
+        seeded = [image.copy(site_properties={"magmom": moments}) for image in images]
+        # no point-group symmetry: the images break it, and GPAW stops when atoms leave it
+        parameters = {**self.gpaw_parameters(first), "symmetry": "off"}
+        maker = GpawNebMaker(
+            gpaw_parameters=jsanitize(parameters),
+            steps=settings.steps,
+            neb_kwargs={"k": settings.spring, "climb": settings.climb, "method": settings.method},
+            relax_kwargs={"fmax": settings.fmax},
+        )
+        maker.name = f"GPAW NEB ({settings.images} images)"
+        return maker.make(seeded)
+
+    def neb_outcome(self, output: Any) -> NebOutcome:
+        """Images and energies of emmet's ``NebResult``; converged from its state."""
+        return neb_result_outcome(output)
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry, moments, DOS and band edges from a ``GPAWTaskDoc``; failures keep GPAW's reason."""
@@ -294,6 +330,50 @@ class GPAWCalculator(MSONable):
             site_potentials=None if potentials is None else [float(v) for v in potentials],
             planar_potential=None if planar is None else {str(k): [float(x) for x in v] for k, v in planar.items()},
         )
+
+
+class GpawOnFirstUse(AseCalculator):
+    """An ASE calculator that builds its GPAW on the first energy asked of it.
+
+    atomate2's ``AseNebInterface`` gives each image ``deepcopy(calculator)``; a GPAW object cannot
+    be deep-copied (its logger raises), so the copies are made of this shell, each of which then
+    builds, and keeps, its own GPAW (its density carries over from step to step). Energy, forces
+    and moments only: no stress (LCAO has none, and the NEB holds the cell).
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "magmoms")
+
+    def __init__(self, gpaw_parameters: dict):
+        super().__init__()
+        self.gpaw_parameters = gpaw_parameters
+        self._gpaw = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=ALL_CHANGES):
+        """Energy, forces and moments of ``atoms`` from this image's GPAW (built on the first call)."""
+        from gpaw import GPAW
+
+        super().calculate(atoms, properties, system_changes)
+        if self._gpaw is None:
+            self._gpaw = GPAW(**self.gpaw_parameters, txt=None)
+        energy = float(self._gpaw.get_potential_energy(self.atoms))
+        spin = self.gpaw_parameters.get("spinpol")
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": self._gpaw.get_forces(self.atoms),
+            "magmoms": self._gpaw.get_magnetic_moments(self.atoms) if spin else np.zeros(len(self.atoms)),
+        }
+
+
+@dataclass
+class GpawNebMaker(AseNebFromImagesMaker):
+    """atomate2's ASE NEB maker with GPAW (``GpawOnFirstUse``) on every image."""
+
+    name: str = "GPAW NEB"
+    gpaw_parameters: dict = field(default_factory=dict)
+
+    def _get_calculator(self):
+        return GpawOnFirstUse(self.gpaw_parameters)
 
 
 def _high_spin_unpaired(element, oxidation_state: float) -> int:
