@@ -248,3 +248,61 @@ def test_planar_potentials_are_read_from_the_locpot_of_the_run_folder(tmp_path, 
     assert vasp.incar_settings(structure, "static")["LVHAR"] is True
     assert "LVHAR" not in vasp.incar_settings(structure, "relax")  # a neutral relaxation needs no LOCPOT
     assert vasp.with_charge(1).incar_settings(structure, "relax")["LVHAR"] is True
+
+
+def test_the_neb_runs_on_the_endpoints_gga_u_footing_and_joins_their_energies(vasp):
+    """atomate2's NebSetGenerator starts from r2SCAN with PREC Normal; endpoints relaxed with MPRelaxSet
+    (GGA+U, PREC Accurate) would then sit on another energy scale than the images. The NEB INCAR must equal
+    the endpoint relaxation's INCAR in everything but the NEB and ionic-step keys."""
+    from atomate2.vasp.jobs.neb import NebFromImagesMaker
+
+    from insertflow.calculators.base import NebSettings, fixed_cell
+    from insertflow.flows.kinetics import record_neb
+    from insertflow.sampling.hops import distinct_hops, hop_endpoints, initial_path
+
+    host = load_host("LiCoO2").structure
+    hop = distinct_hops(host, "Li", 5.0)[0]
+    ends = hop_endpoints(host * [3, 3, 1], hop, host, "Li", "vacancy")
+    endpoint_vasp = fixed_cell(vasp)
+    assert endpoint_vasp.identity() != vasp.identity()
+    endpoint_incar = endpoint_vasp.input_set(ends.start, "relax", potcar_spec=True)["INCAR"]
+    assert endpoint_incar["ISIF"] == 2  # positions only: both endpoints keep the host's cell
+    settings = NebSettings(images=3, spring=5.0, fmax=0.05, steps=200)
+    images = initial_path(ends.start, ends.end, settings.images, ends.moving, ends.waypoint)
+    job = vasp.make_neb_job(images, settings)
+    assert isinstance(job.maker, NebFromImagesMaker)
+    generator = job.maker.input_set_generator
+    generator.num_images = settings.images  # what the job sets before it writes the inputs
+    incar = generator.get_input_set(images[0], potcar_spec=True)["INCAR"]
+    assert "METAGGA" not in incar and incar["LDAU"] and incar["PREC"] == "Accurate"
+    assert (incar["IMAGES"], incar["LCLIMB"], incar["SPRING"], incar["EDIFFG"], incar["NSW"]) == (
+        3,
+        True,
+        -5.0,
+        -0.05,
+        200,
+    )
+    neb_keys = {"IMAGES", "LCLIMB", "SPRING", "EDIFFG", "NSW", "IBRION", "POTIM", "IOPT", "EDIFF", "LCHARG"}
+    differing = {
+        k for k in set(endpoint_incar) | set(incar) if k not in neb_keys and endpoint_incar.get(k) != incar.get(k)
+    }
+    assert differing == set(), differing
+    # VASP leaves the endpoints out of the NEB's images: the record adds the endpoint relaxations' energies
+    interior = {
+        "state": "successful",
+        "images": [i.as_dict() for i in images[1:-1]],
+        "energies": [-100.2, -99.9, -100.1],
+    }
+    ends_given = [
+        {"energy": -100.5, "structure": images[0].as_dict()},
+        {"energy": -100.4, "structure": images[-1].as_dict()},
+    ]
+    base = {
+        "label": "hop 0",
+        "calculator": vasp.identity(),
+        "settings": {"fmax": 0.05, "steps": 200},
+        "content_key": "k",
+    }
+    record = record_neb.original(interior, vasp, base, "VASP NEB", "uuid", ends_given)
+    assert record.status == "ok" and len(record.energies) == 5
+    assert record.forward_barrier == pytest.approx(0.6) and record.reverse_barrier == pytest.approx(0.5)

@@ -115,6 +115,18 @@ class NebOutcome:
     converged: bool
     n_steps: int | None = None
     wall_time_s: float | None = None
+    interior_only: bool = False  # True: the moving images only (VASP); the pipeline adds the endpoints
+
+
+def neb_result_outcome(output: Any) -> NebOutcome:
+    """Images and energies of emmet's ``NebResult`` (object or dict, from atomate2's NEB makers)."""
+    images = [as_structure(image) for image in field_of(output, "images")]
+    energies = [float(e) for e in field_of(output, "energies")]
+    state = field_of(output, "state")
+    converged = str(getattr(state, "value", state)) == "successful"
+    tags = field_of(output, "tags") or []
+    elapsed = next((float(t.split()[2]) for t in tags if str(t).startswith("elapsed time")), None)
+    return NebOutcome(images=images, energies=energies, converged=converged, wall_time_s=elapsed)
 
 
 def supports_neb(calculator: Any) -> bool:

@@ -25,6 +25,7 @@ from insertflow.calculators.base import (
     as_structure,
     check_energy,
     field_of,
+    neb_result_outcome,
     package_version,
     validate_task,
 )
@@ -180,14 +181,8 @@ class CHGNetCalculator(MSONable):
         return maker.make(images)
 
     def neb_outcome(self, output: Any) -> NebOutcome:
-        """Images and energies of emmet's ``NebResult`` (object or dict); converged from its state."""
-        images = [as_structure(image) for image in field_of(output, "images")]
-        energies = [float(e) for e in field_of(output, "energies")]
-        state = field_of(output, "state")
-        converged = str(getattr(state, "value", state)) == "successful"
-        tags = field_of(output, "tags") or []
-        elapsed = next((float(t.split()[2]) for t in tags if str(t).startswith("elapsed time")), None)
-        return NebOutcome(images=images, energies=energies, converged=converged, wall_time_s=elapsed)
+        """Images and energies of emmet's ``NebResult``; converged from its state."""
+        return neb_result_outcome(output)
 
     def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
         """CHGNet total energies (eV) of unrelaxed structures, one model call each.

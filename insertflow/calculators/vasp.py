@@ -24,6 +24,8 @@ from pymatgen.io.vasp.outputs import Locpot, Outcar
 
 from insertflow.calculators.base import (
     CalculationOutcome,
+    NebOutcome,
+    NebSettings,
     as_complete_dos,
     as_structure,
     check_energy,
@@ -56,6 +58,7 @@ class VaspCalculator(MSONable):
     user_incar_settings: dict = field(default_factory=dict)  # on top of the preset, e.g. {"EDIFF": 1e-6}
     dos: bool = True  # static tasks are DOS-quality (LORBIT 11, tetrahedron)
     charge: int = 0  # net charge of the cell (e): NELECT = valence electrons - charge
+    relax_cell: bool = True  # False: ISIF 2, positions only (NEB endpoints share one cell)
 
     def __post_init__(self) -> None:
         self._preset = load_preset(self.preset)
@@ -72,6 +75,8 @@ class VaspCalculator(MSONable):
                 settings["LDAUU"]["F"] = settings["LDAUU"]["O"]
         if task == "static" and self.dos:
             settings.update(preset["dos_static"])
+        if task == "relax" and not self.relax_cell:
+            settings["ISIF"] = 2
         if self.charge or task == "static":
             settings["LVHAR"] = True  # LOCPOT = the electrostatic potential: Freysoldt's planar averages
         settings.update(self.user_incar_settings)
@@ -111,6 +116,7 @@ class VaspCalculator(MSONable):
                 "user_incar_settings": dict(sorted(self.user_incar_settings.items())),
                 "dos": self.dos,
                 "charge": self.charge,
+                "relax_cell": self.relax_cell,
             },
         }
 
@@ -121,6 +127,56 @@ class VaspCalculator(MSONable):
 
         maker_cls = MPGGARelaxMaker if task == "relax" else MPGGAStaticMaker
         return maker_cls(input_set_generator=self._generator(structure, task)).make(self.charged(structure))
+
+    def neb_incar(self, images: list[Structure], settings: NebSettings) -> dict:
+        """INCAR of a climbing-image NEB on MP's GGA(+U) set, on the same footing as the endpoints' relaxations.
+
+        atomate2's ``NebSetGenerator`` starts from its r2SCAN base set with PREC Normal; the endpoints
+        here are MPRelaxSet GGA(+U), PREC Accurate relaxations, so the NEB takes MP's GGA(+U) set and
+        PREC Accurate and the endpoint energies join its images on one scale. ``SPRING`` < 0 is the
+        nudged spring (eV/A^2), ``EDIFFG`` < 0 the force criterion; IOPT 1 (VTST's LBFGS) as atomate2 sets.
+        """
+        incar = self.incar_settings(images[0], "relax")
+        incar.update(
+            {
+                "ISIF": 2,
+                "PREC": "Accurate",
+                "SPRING": -settings.spring,
+                "LCLIMB": settings.climb,
+                "EDIFFG": -settings.fmax,
+                "NSW": settings.steps,
+            }
+        )
+        incar.update(self.user_incar_settings)
+        return incar
+
+    def make_neb_job(self, images: list[Structure], settings: NebSettings):
+        """atomate2's VASP ``NebFromImagesMaker`` (custodian's NEB job) on MP's GGA(+U) set; VTST needed."""
+        from atomate2.vasp.jobs.neb import NebFromImagesMaker
+        from atomate2.vasp.sets.core import NebSetGenerator
+        from pymatgen.io.vasp.sets import MPRelaxSet
+
+        generator = NebSetGenerator(
+            config_dict=MPRelaxSet()._config_dict,  # MP GGA(+U), as atomate2 builds its r2SCAN base set
+            user_incar_settings=self.neb_incar(images, settings),
+            climbing_image=settings.climb,
+            force_gamma=True,
+        )
+        maker = NebFromImagesMaker(input_set_generator=generator, name=f"VASP NEB ({settings.images} images)")
+        return maker.make([self.charged(image) for image in images])
+
+    def neb_outcome(self, output: Any) -> NebOutcome:
+        """The intermediate images and their energies (atomate2's ``NebIntermediateImagesDoc``).
+
+        VASP does not recompute the endpoints of an NEB: ``interior_only`` tells the pipeline to add
+        the endpoint relaxations' energies (the same INCAR but for IBRION/ISIF).
+        """
+        state = str(getattr(field_of(output, "state"), "value", field_of(output, "state")) or "")
+        images = [as_structure(image) for image in field_of(output, "images") or []]
+        energies = [float(e) for e in field_of(output, "energies") or []]
+        if not energies or len(energies) != len(images):
+            raise CalculatorError(f"the VASP NEB gave {len(energies)} energies for {len(images)} images")
+        return NebOutcome(images=images, energies=energies, converged=state == "successful", interior_only=True)
 
     def outcome(self, output: Any) -> CalculationOutcome:
         """Entry (with MP2020 corrections) from atomate2's ``TaskDoc``; unsuccessful runs are refused."""

@@ -127,7 +127,9 @@ class BarrierStudyMaker(Maker):
         if self.calculator is None:
             raise CalculatorError("BarrierStudyMaker needs a calculator")
         if not supports_neb(self.calculator):
-            raise CalculatorError(f"{self.calculator.name} does not run NEB paths here; use chgnet (or mock for tests)")
+            raise CalculatorError(
+                f"{self.calculator.name} does not run NEB paths here; use chgnet, gpaw or vasp (mock for tests)"
+            )
         hops, indirect = chosen_hops(host, self.settings)
         multiples = supercell_for(host.structure, self.settings)
         for hop in hops:
@@ -305,15 +307,24 @@ def neb_from_endpoints(
     calc_job = calculator.make_neb_job(images, settings)
     calc_job.name = f"{calculator.name} NEB {label} [{key[:10]}]"
     calc_job.update_metadata({"insertflow": {"kind": "raw_calculation", "content_key": key}})
-    record_job = record_neb(calc_job.output, calculator, {**base, "content_key": key}, calc_job.name, calc_job.uuid)
+    ends = [{"energy": r.entry.uncorrected_energy, "structure": r.entry.structure.as_dict()} for r in records]
+    record_job = record_neb(
+        calc_job.output, calculator, {**base, "content_key": key}, calc_job.name, calc_job.uuid, ends
+    )
     record_job.name = f"record NEB {label}"
     record_job.config.on_missing_references = OnMissing.NONE
     return Response(replace=Flow([calc_job, record_job], output=record_job.output, name=f"NEB {label}"))
 
 
 @job
-def record_neb(output, calculator: Calculator, base: dict, calc_job_name: str, calc_job_uuid: str) -> NebRecord:
-    """Turn an NEB output into a record: the path and its barriers, or why there is none."""
+def record_neb(
+    output, calculator: Calculator, base: dict, calc_job_name: str, calc_job_uuid: str, ends: list[dict] | None = None
+) -> NebRecord:
+    """Turn an NEB output into a record: the path and its barriers, or why there is none.
+
+    ``ends``: the endpoint relaxations' uncorrected energies and structures, joined to an NEB that
+    gives its moving images only (VASP).
+    """
     item = f"NEB {base['label']} ({calculator.name})"
     base = {**base, "job_uuid": calc_job_uuid}
     if output is None:
@@ -323,6 +334,11 @@ def record_neb(output, calculator: Calculator, base: dict, calc_job_name: str, c
         return NebRecord(status="failed", reason=reason, **base)
     try:
         outcome = calculator.neb_outcome(output)
+        if outcome.interior_only:
+            if not ends:
+                raise ValueError("the NEB gave its moving images only and no endpoint energies were passed")
+            outcome.images = [as_structure(ends[0]["structure"]), *outcome.images, as_structure(ends[1]["structure"])]
+            outcome.energies = [ends[0]["energy"], *outcome.energies, ends[1]["energy"]]
         barrier = path_barrier(outcome.energies)
     except (CalculatorError, ValueError, TypeError, KeyError) as exc:
         progress.emit(STAGE, item, f"FAILED: {exc}")
