@@ -158,7 +158,8 @@ class DefectStudyMaker(Maker):
         self.check_charges()
         if self.migration_barriers is not None and not supports_neb(self.calculator):
             raise CalculatorError(
-                f"defects.migration_barriers needs NEBs; {self.calculator.name} does not run them here (use chgnet)"
+                f"defects.migration_barriers needs NEBs; {self.calculator.name} does not run them here "
+                "(use chgnet, gpaw or vasp)"
             )
         check_host_can_have(host, self.settings.kinds)
         matrix = choose_supercell(host, self.settings)
