@@ -20,14 +20,14 @@ from insertflow.store import StoreConfig, open_store
 pytestmark = pytest.mark.chgnet
 
 
-def test_licoo2_voltage_and_stored_document_reads_back(tmp_path):
+def test_licoo2_voltage_and_stored_document_reads_back(tmp_path, bare_voltage):
     recipe = load_recipe("licoo2_chgnet")
     path = str(tmp_path / "chgnet.sqlite")
     doc = run_recipe(recipe, store=open_store(StoreConfig(type="embedded", path=path)))
     # The pipeline adds nothing to the physics: bare CHGNet + ASE FIRE on the same three cells
     # gives the same voltage (same model, optimizer, fmax and cell filter).
     structures = {c["label"]: c for c in doc["calculations"]}
-    assert doc["average_voltage"] == pytest.approx(bare_chgnet_voltage(recipe), abs=1e-3)
+    assert doc["average_voltage"] == pytest.approx(bare_chgnet_voltage(bare_voltage), abs=1e-3)
     assert doc["average_voltage"] == pytest.approx(3.49, abs=0.01)  # the README's number (MP GGA+U level)
     assert set(structures) == {"discharged", "charged", "working_ion"}
     charged = next(c for c in doc["calculations"] if c["label"] == "charged")
@@ -74,30 +74,14 @@ def test_licoo2_levels_profile_matches_end_members_and_stays_layered(tmp_path):
         assert row["spacegroup_final"] == row["spacegroup_initial"]  # the ordering kept its symmetry
 
 
-def bare_chgnet_voltage(recipe) -> float:
+def bare_chgnet_voltage(bare_voltage) -> float:
     """LiCoO2/CoO2 voltage from CHGNet 0.3.0 + ASE FIRE (FrechetCellFilter), no insertflow in between."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    from insertflow.hosts import load_host
-    from insertflow.references import working_ion_reference
 
     with contextlib.redirect_stdout(io.StringIO()):
         calculator = CHGNetCalculator(model=CHGNet.load(model_name="0.3.0", verbose=False))
-    discharged = load_host(recipe.host).structure.get_primitive_structure()
-    charged = discharged.copy()
-    charged.remove_species(["Li"])
-    energies = []
-    for structure in (discharged, charged, working_ion_reference("Li")):
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = calculator
-        FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=0.05, steps=500)
-        energies.append(atoms.get_potential_energy() / len(atoms))
-    e_licoo2, e_coo2, e_li = energies[0] * 4, energies[1] * 3, energies[2]
-    return -(e_licoo2 - e_coo2 - e_li)
+    return bare_voltage(calculator, "LiCoO2")
 
 
 def test_drifting_coo2_is_relaxed_again_with_its_stacking_spacing_fixed(tmp_path):
@@ -159,34 +143,15 @@ def test_single_points_keep_the_reason_a_structure_failed():
     assert fine.ok and fine.reason is None and fine.energy < 0
 
 
-def test_chgnet_energies_are_already_on_the_mp2020_scale(tmp_path, monkeypatch):
+def test_chgnet_energies_are_already_on_the_mp2020_scale(li_co_o_phases):
     # CHGNet 0.3.0 learned MP2020-corrected energies: from its own metals and O2 it gives formation
     # energies close to experiment. Applying MP2020 again would count the U and oxide terms twice
-    from jobflow import Flow, run_locally
     from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 
     from insertflow.calculators import get_calculator
-    from insertflow.competing import competing_phases, task_for
-    from insertflow.flows.calculation import CalculationMaker
-    from insertflow.schemas import CalculationRecord
 
-    monkeypatch.chdir(tmp_path)  # atomate2 writes final_atoms_object.xyz in the job's folder
-    chgnet = get_calculator("chgnet")
-    phases = competing_phases({"Li", "Co", "O"})
-    jobs = {k: CalculationMaker(calculator=chgnet, label=k, task=task_for(k)).make(s) for k, s in phases.items()}
-    store = open_store(StoreConfig(type="memory"))
-    run_locally(Flow(list(jobs.values())), store=store, log=False)
-    entries = {
-        k: CalculationRecord.model_validate(store.get_output(j.uuid, which="last", load=True)).entry
-        for k, j in jobs.items()
-    }
+    entries, formation = li_co_o_phases(get_calculator("chgnet"))
     assert all(not e.energy_adjustments for e in entries.values())  # no correction applied
-
-    def formation(label: str) -> float:
-        composition, _ = entries[label].composition.get_reduced_composition_and_factor()
-        per_unit = entries[label].energy / (entries[label].composition.num_atoms / composition.num_atoms)
-        elemental = {"Li": "Li", "Co": "Co", "O": "O2"}
-        return per_unit - sum(n * entries[elemental[el.symbol]].energy_per_atom for el, n in composition.items())
 
     experiment = {"CoO": -2.46, "Li2O": -6.20, "Co3O4": -9.20}  # eV per formula unit (NIST-JANAF / Wagman)
     for label, value in experiment.items():

@@ -15,6 +15,7 @@ from insertflow.errors import CalculatorError
 REGISTRY = {
     "mock": "insertflow.calculators.mock:MockCalculator",
     "chgnet": "insertflow.calculators.chgnet:CHGNetCalculator",
+    "sevennet": "insertflow.calculators.sevennet:SevenNetCalculator",
     "vasp": "insertflow.calculators.vasp:VaspCalculator",
     "xtb": "insertflow.calculators.xtb:XTBCalculator",
     "gpaw": "insertflow.calculators.gpaw:GPAWCalculator",

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,24 +15,19 @@ from monty.json import MSONable
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from insertflow.analysis.layers import rotate_normal_to_z
 from insertflow.calculators.base import (
     CalculationOutcome,
-    NebOutcome,
-    NebSettings,
     SinglePoint,
     as_structure,
     check_energy,
     field_of,
-    neb_result_outcome,
     package_version,
-    validate_task,
 )
+from insertflow.calculators.forcefield import FIXED_Z_SPACING_MASK, ForceFieldJobs, threads_from_env
 from insertflow.errors import CalculatorError
 
-#: ASE FrechetCellFilter strain mask (Voigt xx yy zz yz xz xy) that freezes the spacing
-#: of planes normal to z (and their tilt): the "constrain" answer to layers drifting apart.
-FIXED_Z_SPACING_MASK = [1, 1, 0, 0, 0, 1]
+__all__ = ["FIXED_Z_SPACING_MASK", "CHGNetCalculator", "relaxation_converged"]
+
 #: CHGNet's atom embedding covers H (1) to Pu (94).
 CHGNET_MAX_Z = 94
 
@@ -93,13 +87,8 @@ class CHGNetNebMaker(_CHGNetModel, ForceFieldNebFromImagesMaker):
     force_field_name: str = "CHGNet"
 
 
-def _threads_from_env() -> int | None:
-    value = os.environ.get("INSERTFLOW_TORCH_THREADS")
-    return int(value) if value else 1
-
-
 @dataclass
-class CHGNetCalculator(MSONable):
+class CHGNetCalculator(ForceFieldJobs, MSONable):
     """CHGNet 0.3.0: Materials Project GGA/GGA+U energies, already on the MP2020-corrected scale.
 
     CHGNet was trained on MPtrj energies with MP2020 corrections applied (its fine-tuning
@@ -111,13 +100,16 @@ class CHGNetCalculator(MSONable):
 
     name: ClassVar[str] = "chgnet"
     supports_fixed_normal: ClassVar[bool] = True
+    makers: ClassVar[tuple[type, type]] = (CHGNetStaticMaker, CHGNetRelaxMaker)
+    neb_maker: ClassVar[type] = CHGNetNebMaker
+    label: ClassVar[str] = "CHGNet"
 
     model: str = "0.3.0"
     fmax: float = 0.05
     steps: int = 500
     optimizer: str = "FIRE"
     relax_cell: bool = True
-    threads: int | None = field(default_factory=_threads_from_env)
+    threads: int | None = field(default_factory=threads_from_env)
 
     def __post_init__(self) -> None:
         if self.fmax <= 0 or self.steps < 1:
@@ -148,41 +140,9 @@ class CHGNetCalculator(MSONable):
             },
         }
 
-    def make_job(self, structure: Structure, task: str, fixed_normal: list[float] | None = None):
-        """An atomate2 force-field job; ``fixed_normal`` holds that stacking spacing fixed."""
-        validate_task(task)
-        common = {"model_version": self.model, "num_threads": self.threads}
-        if task == "static":
-            return CHGNetStaticMaker(**common).make(structure)
-        relax_kwargs: dict[str, Any] = {"fmax": self.fmax}
-        if fixed_normal is not None:
-            structure = rotate_normal_to_z(structure, fixed_normal)
-            relax_kwargs["filter_kwargs"] = {"mask": FIXED_Z_SPACING_MASK}
-        maker = CHGNetRelaxMaker(
-            **common,
-            steps=self.steps,
-            relax_cell=self.relax_cell,
-            relax_kwargs=relax_kwargs,
-            optimizer_kwargs={"optimizer": self.optimizer},
-        )
-        return maker.make(structure)
-
-    def make_neb_job(self, images: list[Structure], settings: NebSettings):
-        """atomate2's ASE NEB (climbing image, improved tangent) on ``images``, endpoints included and fixed."""
-        maker = CHGNetNebMaker(
-            model_version=self.model,
-            num_threads=self.threads,
-            steps=settings.steps,
-            neb_kwargs={"k": settings.spring, "climb": settings.climb, "method": settings.method},
-            relax_kwargs={"fmax": settings.fmax},
-            optimizer_kwargs={},
-        )
-        maker.name = f"CHGNet NEB ({settings.images} images)"
-        return maker.make(images)
-
-    def neb_outcome(self, output: Any) -> NebOutcome:
-        """Images and energies of emmet's ``NebResult``; converged from its state."""
-        return neb_result_outcome(output)
+    def model_fields(self) -> dict:
+        """The fields every maker of this model takes."""
+        return {"model_version": self.model, "num_threads": self.threads}
 
     def single_points(self, structures: list[Structure]) -> list[SinglePoint]:
         """CHGNet total energies (eV) of unrelaxed structures, one model call each.
