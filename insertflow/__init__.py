@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from insertflow.db import (
     barriers,
+    committee,
     connect,
     defects,
     descriptors,
@@ -23,6 +24,7 @@ from insertflow.db import (
 
 __all__ = [
     "barriers",
+    "committee",
     "connect",
     "defects",
     "descriptors",

@@ -93,6 +93,8 @@ def study_complete(doc: dict) -> bool:
         complete = bool(doc.get("points")) and all(p.get("descriptors") for p in doc["points"])
     elif kind == "barriers":
         complete = bool(doc.get("hops")) and all(h.get("forward_barrier") is not None for h in doc["hops"])
+    elif kind == "committee":
+        return doc.get("average_voltage") is not None and not doc.get("failed_by_member")
     else:
         complete = doc.get("average_voltage") is not None
     return complete and not doc.get("failed")
@@ -159,6 +161,8 @@ def render_summary(doc: dict, where: str) -> str:
         return render_electronic(doc, where)
     if doc.get("kind") == "barriers":
         return render_barriers(doc, where)
+    if doc.get("kind") == "committee":
+        return render_committee(doc, where)
     host, calc = doc["host"], doc["calculator"]
     lines = [
         f"Study {doc['study']}: {host['formula']} ({host['source']}) with {calc['name']} [{calc['version']}]",
@@ -186,6 +190,40 @@ def render_summary(doc: dict, where: str) -> str:
         f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused, {failed} failed or flagged."
         f" Stored in {where}"
     )
+    return "\n".join(lines)
+
+
+def render_committee(doc: dict, where: str) -> str:
+    """Each member, the committee's voltage with its spread, the steps it resolves and the uncertain hull."""
+    host = doc["host"]
+    lines = [f"Committee {doc['study']} ({doc['study_type']}): {host['formula']} with {len(doc['members'])} members"]
+    for member in doc["members"]:
+        identity = member.get("calculator") or {}
+        lines.append(f"  {member['label']:<24} [{identity.get('version', '?')}] stored as '{member['study']}'")
+    voltage = doc.get("average_voltage")
+    if voltage:
+        each = ", ".join(f"{v:.3f}" for v in voltage["values"])
+        lines.append(f"Average voltage {voltage['mean']:.3f} +- {voltage['spread']:.3f} V (members: {each})")
+    if doc.get("segments"):
+        lines.append(f"  {'x':<13} {'V mean':>7} {'spread':>7}  members")
+        for seg in doc["segments"]:
+            each = ", ".join(f"{v:.3f}" for v in seg["members"].values())
+            lines.append(f"  {seg['x_low']:.3f}-{seg['x_high']:.3f}  {seg['mean']:7.3f} {seg['spread']:7.3f}  {each}")
+        resolved = [s for s in doc.get("steps", []) if s["resolved"]]
+        lines.append(
+            f"Steps resolved beyond the spread: {len(resolved)} of {len(doc.get('steps', []))}"
+            + "".join(f"; x={s['x']:.3f} ({s['jump']:.3f} V > {s['spread']:.3f})" for s in resolved)
+        )
+    possibly = [o for o in doc.get("orderings", []) if o["possibly_on_hull"]]
+    if possibly:
+        lines.append(
+            "Possibly on the hull (within the spread): "
+            + ", ".join(f"{o['label']} ({o['mean'] * 1000:.1f} +- {o['spread'] * 1000:.1f} meV/f.u.)" for o in possibly)
+        )
+    for label, failed in doc.get("failed_by_member", {}).items():
+        lines.append(f"  FAILED for {label}: {', '.join(failed)}")
+    lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
+    lines.append(f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused. Stored in {where}")
     return "\n".join(lines)
 
 

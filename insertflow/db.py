@@ -77,6 +77,7 @@ def studies(
             "output.kind",
             "output.host",
             "output.calculator",
+            "output.members",
             "output.average_voltage",
             "output.new_calculations",
             "output.reused_calculations",
@@ -89,18 +90,22 @@ def studies(
         if doc["study"] in seen:
             continue
         seen.add(doc["study"])
-        if host and doc["host"]["formula"] != host and doc["host"]["name"] != host:
+        if host and doc["host"]["formula"] != host and doc["host"].get("name") != host:
             continue
-        if calculator and doc["calculator"]["name"] != calculator:
+        identity, voltage = doc.get("calculator") or {}, doc.get("average_voltage")
+        if doc.get("kind") == "committee":  # several calculators; the voltage is their mean
+            identity = {"name": "committee: " + ", ".join(m["label"] for m in doc.get("members", []))}
+            voltage = (voltage or {}).get("mean")
+        if calculator and identity.get("name") != calculator:
             continue
         rows.append(
             {
                 "study": doc["study"],
                 "kind": doc.get("kind", "end_member_voltage"),
                 "host": doc["host"]["formula"],
-                "calculator": doc["calculator"]["name"],
-                "calculator_version": doc["calculator"].get("version"),
-                "average_voltage": doc.get("average_voltage"),
+                "calculator": identity.get("name"),
+                "calculator_version": identity.get("version"),
+                "average_voltage": voltage,
                 "average_hysteresis": (doc.get("hysteresis") or {}).get("average_hysteresis"),
                 "new_calculations": doc.get("new_calculations"),
                 "reused_calculations": doc.get("reused_calculations"),
@@ -197,6 +202,25 @@ def barriers(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
         raise InsertflowError(f"study '{name}' is a {doc.get('kind')} study: no barriers")
     keys = ("kinetic_limit", "temperature", "attempt_frequency", "time_scale", "particle_size")
     frame.attrs.update({k: doc.get(k) for k in keys})
+    return frame
+
+
+def committee(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """A committee's voltage per segment: x range, mean and spread (V), and one column per member."""
+    doc = study(name, store, kind="committee")
+    rows = [
+        {"x_low": s["x_low"], "x_high": s["x_high"], "mean": s["mean"], "spread": s["spread"], **s["members"]}
+        for s in doc.get("segments", [])
+    ]
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(
+        {
+            "average_voltage": doc.get("average_voltage"),
+            "members": [m["label"] for m in doc.get("members", [])],
+            "possibly_on_hull": [o["label"] for o in doc.get("orderings", []) if o["possibly_on_hull"]],
+            "spread_definition": doc.get("spread_definition"),
+        }
+    )
     return frame
 
 

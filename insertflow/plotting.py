@@ -196,6 +196,31 @@ def pdos_figure(doc: dict, x: float, label: str | None = None) -> Figure:
     return fig
 
 
+def committee_figure(doc: dict) -> Figure:
+    """Voltage vs x of a committee: the mean with a band of one spread, and each member's steps."""
+    segments = doc.get("segments") or []
+    if not segments:
+        raise InsertflowError(f"committee '{doc['study']}' has no common voltage profile to plot")
+    fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
+    for index, label in enumerate(segments[0]["members"]):
+        steps = [{"x_low": s["x_low"], "x_high": s["x_high"], "voltage": s["members"][label]} for s in segments]
+        ax.plot(*loop_xy(steps), color=f"C{index + 1}", lw=1, alpha=0.8, label=label)
+    mean = [{"x_low": s["x_low"], "x_high": s["x_high"], "voltage": s["mean"]} for s in segments]
+    xs, vs = loop_xy(mean)
+    spread = np.repeat([s["spread"] for s in segments], 2)
+    ax.fill_between(
+        xs, np.asarray(vs) - spread, np.asarray(vs) + spread, color="0.6", alpha=0.35, label="mean +- spread"
+    )
+    ax.plot(xs, vs, color="k", lw=2, label="committee mean")
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host")
+    ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
+    resolved = sum(1 for s in doc.get("steps", []) if s["resolved"])
+    ax.set_title(f"{doc['host']['formula']}: {resolved} of {len(doc.get('steps', []))} steps beyond the spread")
+    _legend_below(fig, ax)
+    return fig
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
     if doc.get("kind") == "defects":
@@ -204,6 +229,8 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
             figures |= {"tm_paths": path_figure(doc), "tm_barriers": barrier_vs_x_figure(doc)}
     elif doc.get("kind") == "barriers":
         figures = {"paths": path_figure(doc)}
+    elif doc.get("kind") == "committee":
+        figures = {"voltage_committee": committee_figure(doc)}
     elif doc.get("kind") == "electronic_structure":
         figures = {
             f"pdos_x{p['x']:.3f}": pdos_figure(doc, p["x"])

@@ -18,7 +18,7 @@ class CalculatorSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Registered calculator name: chgnet, gpaw, mock, vasp, xtb")
+    name: str = Field(description="Registered calculator name: chgnet, sevennet, gpaw, mock, vasp, xtb")
     settings: dict = Field(default_factory=dict, description="Calculator fields, e.g. fmax, steps")
 
 
@@ -164,6 +164,11 @@ class Recipe(BaseModel):
     energy_calculator: CalculatorSpec | None = Field(
         None, description="Energies from a static with this calculator on each relaxed structure (e.g. gpaw)"
     )
+    committee: list[CalculatorSpec] | None = Field(
+        None,
+        description="The same study with each of these calculators too (end_member_voltage, insertion_levels): "
+        "means and spreads of every voltage and energy above hull",
+    )
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
@@ -181,6 +186,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'levels' section belongs to study: insertion_levels")
         if self.defects is not None and self.study != "defects":
             raise ValueError("the 'defects' section belongs to study: defects")
+        if self.committee is not None and self.study not in ("end_member_voltage", "insertion_levels"):
+            raise ValueError("committee: is for study end_member_voltage or insertion_levels")
         if self.barriers is not None and self.study != "barriers":
             raise ValueError("the 'barriers' section belongs to study: barriers")
         if (self.electronic is not None) != (self.study == "electronic_structure"):

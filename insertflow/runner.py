@@ -17,6 +17,7 @@ from insertflow.calculators.base import NebSettings
 from insertflow.calculators.composite import GeometryThenEnergy
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import LayerGuard
+from insertflow.flows.committee import committee_flow, member_label
 from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
@@ -30,11 +31,13 @@ from insertflow.sampling.orderings import OrderingSettings, select_orderings
 from insertflow.store import StoreConfig, open_store, resolve_store_config
 
 #: ``kind`` of every study document a recipe can produce.
-STUDY_KINDS = ("end_member_voltage", "insertion_levels", "defects", "electronic_structure", "barriers")
+STUDY_KINDS = ("end_member_voltage", "insertion_levels", "defects", "electronic_structure", "barriers", "committee")
 
 
 def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     """Validate host and calculator and build the study flow (no store touched yet)."""
+    if recipe.committee:
+        return _committee_study(recipe)
     host = load_host(
         recipe.host,
         working_ion=recipe.working_ion,
@@ -61,6 +64,25 @@ def build_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     maker = EndMemberVoltageMaker(calculator=calculator, guard=guard, study=recipe.name)
     flow = maker.make(host)
     return host, flow, {"calculations": 3, "analysis": 1}
+
+
+def _committee_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
+    """The recipe's calculator and each committee member on the same study, and the job comparing them."""
+    specs = [recipe.calculator, *recipe.committee]
+    labels = [member_label(spec.name, spec.settings) for spec in specs]
+    if len(set(labels)) < len(labels):
+        raise RecipeError(f"committee members must differ: {', '.join(labels)}")
+    members, plan, host = [], {}, None
+    for spec, label in zip(specs, labels, strict=True):
+        name = f"{recipe.name} [{label}]"
+        member = recipe.model_copy(update={"calculator": spec, "committee": None, "name": name})
+        host, flow, member_plan = build_study(member)
+        members.append((label, name, flow))
+        for stage, count in member_plan.items():
+            plan[stage] = plan.get(stage, 0) + count
+    summary = {"name": host.name, "formula": host.formula, "working_ion": host.working_ion, "source": host.source}
+    plan["analysis"] = plan.get("analysis", 0) + 1
+    return host, committee_flow(members, recipe.name, recipe.study, summary), plan
 
 
 def check_elements(calculator, host: Host) -> None:

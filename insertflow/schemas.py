@@ -176,6 +176,36 @@ class InsertionLevelsDoc(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class CommitteeDoc(BaseModel):
+    """One study run with several calculators: every voltage and energy above hull with its mean and spread."""
+
+    study: str
+    kind: Literal["committee"] = "committee"
+    study_type: str = Field(description="The members' study: end_member_voltage or insertion_levels")
+    host: dict
+    members: list[dict] = Field(default_factory=list, description="label, study name and calculator identity each")
+    spread_definition: str = "population standard deviation over the members (half the difference for two)"
+    average_voltage: dict | None = Field(None, description="mean, spread (V) and the members' values")
+    segments: list[dict] = Field(
+        default_factory=list, description="x_low, x_high, mean and spread (V), per member: the profiles cut together"
+    )
+    steps: list[dict] = Field(
+        default_factory=list, description="x, jump of the mean (V), summed spread, resolved: each voltage step"
+    )
+    orderings: list[dict] = Field(
+        default_factory=list,
+        description="label, x, e_above_hull per member (eV per framework unit), mean, spread, on_hull, "
+        "possibly_on_hull",
+    )
+    failed_by_member: dict[str, list[str]] = Field(
+        default_factory=dict, description="Labels of the calculations each member could not use"
+    )
+    missing: list[str] = Field(default_factory=list)
+    new_calculations: int = 0
+    reused_calculations: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class StudyRecords(BaseModel):
     """What every study document ends with: its calculations and what went wrong."""
 

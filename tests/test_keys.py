@@ -32,17 +32,21 @@ def test_key_changes_with_settings_task_and_structure(licoo2):
 
 
 #: Settings that do not change a result (how fast it is computed), per calculator.
-NOT_IN_KEY = {"chgnet": {"threads"}, "mock": {"seconds"}, "gpaw": {"mpi_command"}}
+NOT_IN_KEY = {"chgnet": {"threads"}, "sevennet": {"threads"}, "mock": {"seconds"}, "gpaw": {"mpi_command"}}
 CHANGED = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: v + "-other"}
 
 
-@pytest.mark.parametrize("name", ["mock", "chgnet", "xtb", "vasp", pytest.param("gpaw", marks=pytest.mark.gpaw)])
+@pytest.mark.parametrize(
+    "name", ["mock", "chgnet", "sevennet", "xtb", "vasp", pytest.param("gpaw", marks=pytest.mark.gpaw)]
+)
 def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, name):
     import dataclasses
 
     from insertflow.calculators import get_calculator
 
-    pytest.importorskip({"chgnet": "chgnet", "xtb": "tblite", "gpaw": "gpaw"}.get(name, "pymatgen"))
+    pytest.importorskip(
+        {"chgnet": "chgnet", "sevennet": "sevenn", "xtb": "tblite", "gpaw": "gpaw"}.get(name, "pymatgen")
+    )
     base = get_calculator(name)
     key = content_key(licoo2, base.identity(), "relax")
     for f in dataclasses.fields(base):
@@ -71,6 +75,17 @@ def test_every_calculator_setting_that_changes_a_result_changes_the_key(licoo2, 
             changed = "GFN2-xTB"
         elif name == "chgnet" and f.name in ("model", "optimizer"):
             changed = {"model": "0.2.0", "optimizer": "BFGS"}[f.name]
+        elif name == "sevennet" and f.name in ("model", "optimizer", "modal"):
+            if f.name == "modal":  # one fidelity for 7net-0; the multi-fidelity model's two levels split the key
+                fidelity = dataclasses.replace(base, model="7net-mf-0")
+                r2scan = dataclasses.replace(fidelity, modal="R2SCAN")
+                assert content_key(licoo2, fidelity.identity(), "relax") != content_key(
+                    licoo2, r2scan.identity(), "relax"
+                )
+                continue
+            changed = {"model": "7net-l3i5", "optimizer": "BFGS"}[f.name]
+        elif name == "gpaw" and f.name == "grid_spacing":
+            changed = 0.18
         else:
             changed = CHANGED[type(value)](value)
         other = dataclasses.replace(base, **{f.name: changed})

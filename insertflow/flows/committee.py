@@ -1,0 +1,88 @@
+"""A committee of calculators as one jobflow DAG: the same study per member, then one job that compares them.
+
+Each member is an ordinary study under its own name (``<study> [<member>]``), so its calculations
+are content-keyed per calculator and reused by any later study with that calculator; the
+committee job only reads the members' documents.
+"""
+
+from __future__ import annotations
+
+from jobflow import Flow, OnMissing, job
+
+from insertflow import progress
+from insertflow.analysis.committee import hull_membership, mean_and_spread, step_verdicts, voltage_segments
+from insertflow.schemas import CommitteeDoc
+
+STAGE = "analysis"
+
+
+def member_label(name: str, settings: dict) -> str:
+    """``chgnet``, ``sevennet 7net-mf-0``, ``mock voltage=3.8``: the calculator and its model or settings."""
+    if settings.get("model") is not None:
+        return f"{name} {settings['model']}"
+    if settings:
+        return name + " " + ",".join(f"{key}={value}" for key, value in sorted(settings.items()))
+    return name
+
+
+def committee_flow(members: list[tuple[str, str, Flow]], study: str, study_type: str, host: dict) -> Flow:
+    """The members' flows (label, study name, flow) and the committee job on their outputs."""
+    final = committee_study(
+        [flow.output for _, _, flow in members],
+        [{"label": label, "study": name} for label, name, _ in members],
+        study,
+        study_type,
+        host,
+    )
+    final.name = f"committee {study}"
+    final.config.on_missing_references = OnMissing.NONE
+    final.metadata["insertflow"] = {"kind": "study", "study": study}
+    return Flow([*(flow for _, _, flow in members), final], output=final.output, name=f"committee {study}")
+
+
+@job
+def committee_study(docs: list, members: list[dict], study: str, study_type: str, host: dict) -> CommitteeDoc:
+    """Means and spreads of the members' voltages and energies above hull; what each member failed on."""
+    result = CommitteeDoc(study=study, study_type=study_type, host=host)
+    finished = {}
+    for member, raw in zip(members, docs, strict=True):
+        doc = raw if raw is None or isinstance(raw, dict) else raw.model_dump()
+        label = member["label"]
+        result.members.append({**member, "calculator": None if doc is None else doc.get("calculator")})
+        if doc is None:
+            result.missing.append(f"{label}: its study did not finish")
+            continue
+        result.new_calculations += doc.get("new_calculations", 0)
+        result.reused_calculations += doc.get("reused_calculations", 0)
+        failed = [f["label"] for f in doc.get("failed", [])]
+        if failed:
+            result.failed_by_member[label] = failed
+        result.missing += [f"{label}: {m}" for m in doc.get("missing", [])]
+        finished[label] = doc
+    voltages = [d["average_voltage"] for d in finished.values() if d.get("average_voltage") is not None]
+    if len(voltages) == len(members):
+        result.average_voltage = mean_and_spread(voltages)
+    if study_type == "insertion_levels" and len(finished) == len(members):
+        result.segments = voltage_segments({label: d.get("steps", []) for label, d in finished.items()})
+        result.steps = step_verdicts(result.segments)
+        rows = {
+            label: {o["label"]: o for o in d.get("orderings", []) if o.get("e_above_hull") is not None}
+            for label, d in finished.items()
+        }
+        result.orderings = hull_membership(rows)
+    _report(result)
+    return result
+
+
+def _report(result: CommitteeDoc) -> None:
+    if result.average_voltage is None:
+        summary = "no committee voltage (a member has none)"
+    else:
+        summary = (
+            f"average voltage {result.average_voltage['mean']:.3f} +- {result.average_voltage['spread']:.3f} V "
+            f"over {len(result.members)} members"
+        )
+    if result.steps:
+        resolved = sum(1 for s in result.steps if s["resolved"])
+        summary += f"; {resolved} of {len(result.steps)} steps resolved beyond the spread"
+    progress.emit(STAGE, f"committee {result.study}", summary)
