@@ -308,10 +308,32 @@ def render_levels(doc: dict, where: str) -> str:
         )
     else:
         lines.append("Voltage profile: not computed")
+    lines += _spot_check_lines(doc.get("spot_checks"))
     screening = ""
     if screen:
         screening = " Screening " + ("reused." if doc.get("screening_reused") else "computed.")
     return "\n".join(lines + _footer(doc, where, screening))
+
+
+def _spot_check_lines(spot: dict | None) -> list[str]:
+    """ML against DFT per spot-checked ordering, and the profile from DFT energies on ML geometries."""
+    if not spot:
+        return []
+    lines = [
+        f"Spot checks with {spot['calculator']['name']} on {spot['geometry_from']['name']} geometries "
+        f"({spot['statics']} statics; relaxing every ordering: {spot['naive_relaxations']} relaxations):",
+        f"  {'ordering':<16} {'E_f ML':>8} {'E_f DFT':>8} {'diff':>7}  hull ML/DFT",
+    ]
+    for point in spot.get("points", []):
+        hull = "/".join("yes" if point[key] else "no" for key in ("on_hull_ml", "on_hull_dft"))
+        lines.append(
+            f"  {point['label']:<16} {point['formation_energy_ml']:8.3f} {point['formation_energy_dft']:8.3f} "
+            f"{point['difference']:+7.3f}  {hull}"
+        )
+    if spot.get("average_voltage") is not None:
+        lines.append(f"  DFT energies on ML geometries: average {spot['average_voltage']:.3f} V")
+    lines.extend(f"  Spot check failed: {item}" for item in spot.get("failed", []))
+    return lines
 
 
 def render_defects(doc: dict, where: str) -> str:

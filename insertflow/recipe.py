@@ -146,6 +146,16 @@ class BarriersSpec(BaseModel):
     particle_size: float = Field(100.0, gt=0, description="nm: the ion must cross it in time_scale (D tau >= L^2)")
 
 
+class SpotCheckSpec(BaseModel):
+    """DFT statics on the ML geometries of what decides an insertion-levels answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calculator: CalculatorSpec = Field(description="The calculator of the statics (gpaw here, vasp on HPC)")
+    window: float = Field(0.005, ge=0, description="eV per framework unit above the hull that still gets a check")
+    max_points: int = Field(12, ge=2, description="At most this many orderings (end members and vertices always)")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -169,6 +179,9 @@ class Recipe(BaseModel):
         description="The same study with each of these calculators too (end_member_voltage, insertion_levels): "
         "means and spreads of every voltage and energy above hull",
     )
+    spot_check: SpotCheckSpec | None = Field(
+        None, description="insertion_levels: DFT statics of the hull and near-hull orderings on their ML geometries"
+    )
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
@@ -188,6 +201,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'defects' section belongs to study: defects")
         if self.committee is not None and self.study not in ("end_member_voltage", "insertion_levels"):
             raise ValueError("committee: is for study end_member_voltage or insertion_levels")
+        if self.spot_check is not None and self.study != "insertion_levels":
+            raise ValueError("spot_check: is for study insertion_levels")
         if self.barriers is not None and self.study != "barriers":
             raise ValueError("the 'barriers' section belongs to study: barriers")
         if (self.electronic is not None) != (self.study == "electronic_structure"):

@@ -23,6 +23,7 @@ from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
 from insertflow.flows.kinetics import BarrierSettings, BarrierStudyMaker
 from insertflow.flows.levels import InsertionLevelsMaker
+from insertflow.flows.spot_checks import SpotCheckSettings, with_spot_checks
 from insertflow.hosts import Host, load_host, read_structure
 from insertflow.progress import ProgressReporter, reporting
 from insertflow.recipe import BarriersSpec, DefectsSpec, LevelsSpec, Recipe
@@ -75,7 +76,8 @@ def _committee_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     members, plan, host = [], {}, None
     for spec, label in zip(specs, labels, strict=True):
         name = f"{recipe.name} [{label}]"
-        member = recipe.model_copy(update={"calculator": spec, "committee": None, "name": name})
+        spot = recipe.spot_check if not members else None  # DFT spot checks of the recipe's own calculator
+        member = recipe.model_copy(update={"calculator": spec, "committee": None, "name": name, "spot_check": spot})
         host, flow, member_plan = build_study(member)
         members.append((label, name, flow))
         for stage, count in member_plan.items():
@@ -206,6 +208,13 @@ def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> t
     plan = {"calculations": maker.planned_relaxations(orderings) + 1, "analysis": 1}
     if screen_calculator is not None:
         plan["screening"] = 1
+    if recipe.spot_check is not None:
+        spot = recipe.spot_check
+        checker = get_calculator(spot.calculator.name, spot.calculator.settings)
+        flow = with_spot_checks(
+            flow, checker, SpotCheckSettings(window=spot.window, max_points=spot.max_points), recipe.name
+        )
+        plan["spot checks"] = 1
     return flow, plan
 
 
@@ -234,14 +243,20 @@ def run_recipe(
 
 
 def _study_of_this_run(responses: dict, store: JobStore, name: str) -> dict | None:
-    """The stored document of the study job this run executed (None if it never finished)."""
+    """The stored document of the last study job this run executed (None if it never finished).
+
+    The last: a study whose document a later job completes (spot checks) stores it twice.
+    """
+    found = None
     for uuid, by_index in responses.items():
         for index, response in by_index.items():
             output = getattr(response, "output", None)
             if getattr(output, "study", None) == name and getattr(output, "kind", None) in STUDY_KINDS:
-                stored = store.query_one({"uuid": uuid, "index": index}, properties=["output"])
-                return None if stored is None else stored["output"]
-    return None
+                found = (uuid, index)
+    if found is None:
+        return None
+    stored = store.query_one({"uuid": found[0], "index": found[1]}, properties=["output"])
+    return None if stored is None else stored["output"]
 
 
 @contextlib.contextmanager

@@ -167,6 +167,11 @@ class InsertionLevelsDoc(BaseModel):
     capacity_grav: float | None = Field(None, description="mAh/g over the hull's x range")
     energy_grav: float | None = Field(None, description="Wh/kg over the hull's x range")
     electrode: InsertionElectrodeDoc | None = None
+    spot_checks: dict | None = Field(
+        None,
+        description="DFT statics on the ML geometries of the hull and near-hull orderings: ML vs DFT formation "
+        "energies and hull membership per point, and the profile from the DFT energies",
+    )
     calculations: list[CalculationRecord] = Field(default_factory=list, description="Relaxation records, ion last")
     failed: list[FailedCalculation] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list, description="Compositions or references the profile lacks")
@@ -200,6 +205,7 @@ class CommitteeDoc(BaseModel):
     failed_by_member: dict[str, list[str]] = Field(
         default_factory=dict, description="Labels of the calculations each member could not use"
     )
+    spot_checks: dict | None = Field(None, description="The first member's DFT spot checks (insertion_levels)")
     missing: list[str] = Field(default_factory=list)
     new_calculations: int = 0
     reused_calculations: int = 0

@@ -17,6 +17,7 @@ from insertflow.recipe import (
     LevelsSpec,
     Recipe,
     ScreenSpec,
+    SpotCheckSpec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ def test_mkdocs_builds_strictly(tmp_path):
         (DefectsSpec, "defects."),
         (ElectronicSpec, "electronic."),
         (BarriersSpec, "barriers."),
+        (SpotCheckSpec, "spot_check."),
     ],
 )
 def test_every_recipe_key_is_documented_with_a_meaning(model, prefix):

@@ -59,6 +59,8 @@ def committee_study(docs: list, members: list[dict], study: str, study_type: str
             result.failed_by_member[label] = failed
         result.missing += [f"{label}: {m}" for m in doc.get("missing", [])]
         finished[label] = doc
+        if doc.get("spot_checks") and result.spot_checks is None:
+            result.spot_checks = {"member": label, **doc["spot_checks"]}
     voltages = [d["average_voltage"] for d in finished.values() if d.get("average_voltage") is not None]
     if len(voltages) == len(members):
         result.average_voltage = mean_and_spread(voltages)
