@@ -224,6 +224,26 @@ def committee(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
     return frame
 
 
+def spot_checks(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """ML against DFT per spot-checked ordering of a levels study (or of a committee's first member)."""
+    doc = study(name, store)
+    spot = doc.get("spot_checks")
+    if not spot:
+        raise InsertflowError(f"study '{name}' has no spot checks (a levels study with spot_check: makes them)")
+    columns = ["label", "x", "n_atoms", "formation_energy_ml", "formation_energy_dft", "difference"]
+    frame = pd.DataFrame(spot.get("points", []), columns=[*columns, "on_hull_ml", "on_hull_dft", "reused"])
+    frame.attrs.update(
+        {
+            "calculator": spot["calculator"]["name"],
+            "geometry_from": spot["geometry_from"]["name"],
+            "average_voltage_dft": spot.get("average_voltage"),
+            "statics": spot.get("statics"),
+            "naive_relaxations": spot.get("naive_relaxations"),
+        }
+    )
+    return frame
+
+
 def descriptors(
     name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
 ) -> pd.DataFrame:

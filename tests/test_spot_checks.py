@@ -48,6 +48,11 @@ def test_a_checker_that_differs_by_a_li_site_energy_keeps_the_hull_and_shifts_ev
     hull = [o for o in doc["orderings"] if o["on_hull"]]
     assert [p["label"] for p in spot["points"]] == [o["label"] for o in hull]  # window 0: the vertices only
     assert spot["statics"] == len(hull) + 1 < spot["naive_relaxations"]  # and the metal; fewer than relaxing all
+    import insertflow
+
+    table = insertflow.spot_checks("licoo2-levels-mock", store=store)
+    assert list(table["label"]) == [o["label"] for o in hull] and table["difference"].abs().max() < 1e-9
+    assert table.attrs["geometry_from"] == "mock" and table.attrs["statics"] == len(hull) + 1
     again = run_recipe(spot_checked(window=0.0), store=store, stream=io.StringIO())
     assert all(p["reused"] for p in again["spot_checks"]["points"])  # content-keyed statics
 
