@@ -77,7 +77,13 @@ def _committee_study(recipe: Recipe) -> tuple[Host, Flow, dict[str, int]]:
     for spec, label in zip(specs, labels, strict=True):
         name = f"{recipe.name} [{label}]"
         spot = recipe.spot_check if not members else None  # DFT spot checks of the recipe's own calculator
-        member = recipe.model_copy(update={"calculator": spec, "committee": None, "name": name, "spot_check": spot})
+        update = {"calculator": spec, "committee": None, "name": name, "spot_check": spot}
+        if recipe.levels is not None and recipe.levels.screen is not None and recipe.levels.screen.calculator is None:
+            # one screen for all: every member relaxes the same orderings, so each has an energy above hull
+            # from every model (screened by its own model, each would keep different orderings)
+            screen = recipe.levels.screen.model_copy(update={"calculator": recipe.calculator})
+            update["levels"] = recipe.levels.model_copy(update={"screen": screen})
+        member = recipe.model_copy(update=update)
         host, flow, member_plan = build_study(member)
         members.append((label, name, flow))
         for stage, count in member_plan.items():

@@ -77,6 +77,24 @@ def test_a_mock_committee_spreads_by_the_known_shift_and_reuses_its_members(tmp_
     )
 
 
+def test_every_member_relaxes_the_orderings_one_screen_chose():
+    """Screened by its own model, each member would keep other orderings and share few energies above hull;
+    the committee screens once, with the recipe's calculator. The second mock (Li-Li repulsion screened at 1 A, not 3 A)
+    ranks the orderings otherwise, but relaxes the same ones."""
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(committee_recipe({"name": "mock", "settings": {"screening_length": 1.0}}), store=store)
+    import insertflow
+
+    relaxed = {
+        member["label"]: set(insertflow.orderings(member["study"], store=store).query("relaxed")["label"])
+        for member in doc["members"]
+    }
+    first, second = relaxed.values()
+    assert first == second and len(first) > 2
+    assert {o["label"] for o in doc["orderings"]} == first  # every relaxed ordering has both energies
+    assert any(o["spread"] > 1e-4 for o in doc["orderings"])  # the two models do differ
+
+
 def test_members_that_fail_on_different_structures_are_reported_per_member_and_the_rest_goes_on():
     doc = run_recipe(
         committee_recipe(
