@@ -126,7 +126,7 @@ def test_migration_energy_is_set_by_contacts_not_by_the_rattle(host, x):
 
 def test_unknown_calculator_and_settings():
     with pytest.raises(
-        CalculatorError, match=r"unknown calculator 'vasp2'; choose one of: chgnet, gpaw, mock, vasp, xtb"
+        CalculatorError, match=r"unknown calculator 'vasp2'; choose one of: chgnet, gpaw, mock, sevennet, vasp, xtb"
     ):
         get_calculator("vasp2")
     with pytest.raises(CalculatorError, match=r"calculator 'mock' has no setting\(s\) voltge; its settings are"):
