@@ -220,11 +220,51 @@ def render_committee(doc: dict, where: str) -> str:
             "Possibly on the hull (within the spread): "
             + ", ".join(f"{o['label']} ({o['mean'] * 1000:.1f} +- {o['spread'] * 1000:.1f} meV/f.u.)" for o in possibly)
         )
+    lines.extend(_committee_defect_lines(doc))
     for label, failed in doc.get("failed_by_member", {}).items():
         lines.append(f"  FAILED for {label}: {', '.join(failed)}")
     lines.extend(f"  Missing: {item}" for item in doc.get("missing", []))
     lines.append(f"Calculations: {doc['new_calculations']} new, {doc['reused_calculations']} reused. Stored in {where}")
     return "\n".join(lines)
+
+
+def _committee_defect_lines(doc: dict) -> list[str]:
+    """Defects and barriers of a committee: what every member agrees on, and what the spread leaves undecided."""
+    lines = []
+    if doc.get("defects"):
+        undecided = [d for d in doc["defects"] if d["verdict"] == "undecided"]
+        lines.append(
+            f"Defect energies compared: {len(doc['defects'])}; undecided in sign: {len(undecided)}"
+            + "".join(f"; {d['label']} ({d['mean']:+.3f} +- {d['spread']:.3f} eV)" for d in undecided)
+        )
+    for pick in doc.get("lowest_defects", []):
+        if not pick["same_configuration"]:
+            lines.append(f"  {pick['kind']} at x={pick['x']:.3f}: the members' lowest configurations differ")
+    for cls in doc.get("classes", []):
+        if not cls["agree"]:
+            each = ", ".join(f"{m}: {c}" for m, c in cls["classification"].items())
+            lines.append(f"  {cls['kind']} classified differently: {each}")
+    if doc.get("barriers"):
+        limit = doc.get("kinetic_limit")
+        head = (
+            f"Barriers (eV; kinetic limit {limit:.2f} eV at {doc['temperature']:.0f} K)" if limit else "Barriers (eV)"
+        )
+        lines.append(head)
+        for b in doc["barriers"]:
+            each = ", ".join(f"{v:.3f}" for v in b["forward_barrier"].values())
+            verdict = b.get("verdict", "")
+            lines.append(
+                f"  {b['label']:<52} {b['mean']:.3f} +- {b['spread']:.3f} ({each}) {verdict}; "
+                f"rates differ by x{b['rate_factor']:.3g}"
+            )
+    onsets = doc.get("migration_onset_x") or {}
+    if onsets and len({v for v in onsets.values()}) > 1:
+        each = ", ".join(f"{m}: {'none' if x is None else f'x={x:.3f}'}" for m, x in onsets.items())
+        lines.append(f"  TM migration onset differs: {each}")
+    if doc.get("hysteresis"):
+        loop = doc["hysteresis"]
+        lines.append(f"Average hysteresis {loop['mean']:.3f} +- {loop['spread']:.3f} V")
+    return lines
 
 
 def render_barriers(doc: dict, where: str) -> str:

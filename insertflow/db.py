@@ -205,19 +205,54 @@ def barriers(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
     return frame
 
 
-def committee(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
-    """A committee's voltage per segment: x range, mean and spread (V), and one column per member."""
+def committee(name: str, store: JobStore | str | None = None, table: str | None = None) -> pd.DataFrame:
+    """A committee's numbers with mean, spread (population std) and one column per member.
+
+    ``table``: ``voltage`` (segments: x range, V), ``defects`` (energy per configuration, eV) or
+    ``barriers`` (forward barrier per path, eV); by default the one the members' study type is about.
+    """
     doc = study(name, store, kind="committee")
-    rows = [
-        {"x_low": s["x_low"], "x_high": s["x_high"], "mean": s["mean"], "spread": s["spread"], **s["members"]}
-        for s in doc.get("segments", [])
-    ]
+    table = table or {"defects": "defects", "barriers": "barriers"}.get(doc.get("study_type"), "voltage")
+    if table == "voltage":
+        rows = [
+            {"x_low": s["x_low"], "x_high": s["x_high"], "mean": s["mean"], "spread": s["spread"], **s["members"]}
+            for s in doc.get("segments", [])
+        ]
+    elif table == "defects":
+        rows = [
+            {
+                "label": d["label"],
+                "kind": d["kind"],
+                "x": d["x"],
+                "mean": d["mean"],
+                "spread": d["spread"],
+                "verdict": d["verdict"],
+                **d["energy"],
+            }
+            for d in doc.get("defects", [])
+        ]
+    elif table == "barriers":
+        rows = [
+            {
+                "label": b["label"],
+                "x": b["x"],
+                "mean": b["mean"],
+                "spread": b["spread"],
+                "verdict": b.get("verdict"),
+                "rate_factor": b["rate_factor"],
+                **b["forward_barrier"],
+            }
+            for b in doc.get("barriers", [])
+        ]
+    else:
+        raise InsertflowError(f"unknown committee table '{table}'; choose one of: voltage, defects, barriers")
     frame = pd.DataFrame(rows)
     frame.attrs.update(
         {
             "average_voltage": doc.get("average_voltage"),
             "members": [m["label"] for m in doc.get("members", [])],
             "possibly_on_hull": [o["label"] for o in doc.get("orderings", []) if o["possibly_on_hull"]],
+            "kinetic_limit": doc.get("kinetic_limit"),
             "spread_definition": doc.get("spread_definition"),
         }
     )

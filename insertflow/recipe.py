@@ -176,8 +176,8 @@ class Recipe(BaseModel):
     )
     committee: list[CalculatorSpec] | None = Field(
         None,
-        description="The same study with each of these calculators too (end_member_voltage, insertion_levels): "
-        "means and spreads of every voltage and energy above hull",
+        description="The same study with each of these calculators too (not electronic_structure): means and "
+        "spreads of every voltage, energy above hull, defect energy and barrier",
     )
     spot_check: SpotCheckSpec | None = Field(
         None, description="insertion_levels: DFT statics of the hull and near-hull orderings on their ML geometries"
@@ -199,8 +199,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'levels' section belongs to study: insertion_levels")
         if self.defects is not None and self.study != "defects":
             raise ValueError("the 'defects' section belongs to study: defects")
-        if self.committee is not None and self.study not in ("end_member_voltage", "insertion_levels"):
-            raise ValueError("committee: is for study end_member_voltage or insertion_levels")
+        if self.committee is not None and self.study == "electronic_structure":
+            raise ValueError("committee: is for study end_member_voltage, insertion_levels, defects or barriers")
         if self.spot_check is not None and self.study != "insertion_levels":
             raise ValueError("spot_check: is for study insertion_levels")
         if self.barriers is not None and self.study != "barriers":

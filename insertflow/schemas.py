@@ -186,7 +186,7 @@ class CommitteeDoc(BaseModel):
 
     study: str
     kind: Literal["committee"] = "committee"
-    study_type: str = Field(description="The members' study: end_member_voltage or insertion_levels")
+    study_type: str = Field(description="The members' study: end_member_voltage, insertion_levels, defects or barriers")
     host: dict
     members: list[dict] = Field(default_factory=list, description="label, study name and calculator identity each")
     spread_definition: str = "population standard deviation over the members (half the difference for two)"
@@ -202,10 +202,32 @@ class CommitteeDoc(BaseModel):
         description="label, x, e_above_hull per member (eV per framework unit), mean, spread, on_hull, "
         "possibly_on_hull",
     )
+    defects: list[dict] = Field(
+        default_factory=list,
+        description="Defects: label, kind, x, energy per member (eV, each at its own limit), mean, spread, verdict "
+        "(favourable / unfavourable / undecided), concentration_decades",
+    )
+    lowest_defects: list[dict] = Field(
+        default_factory=list, description="Defects: kind, x, each member's lowest configuration, same_configuration"
+    )
+    classes: list[dict] = Field(
+        default_factory=list, description="Defects: kind, classification per member, whether the members agree"
+    )
+    barriers: list[dict] = Field(
+        default_factory=list,
+        description="TM migrations (defects) or working-ion hops (barriers): label, x, forward_barrier per member "
+        "(eV), mean, spread, rate_factor, verdict against the kinetic limit",
+    )
+    temperature: float | None = Field(None, description="K: the rates and the kinetic limit of the barriers")
+    kinetic_limit: float | None = Field(None, description="eV: kT ln(nu tau), the same for every member")
+    migration_onset_x: dict[str, float | None] = Field(
+        default_factory=dict, description="Defects: each member's gated onset of TM migration on charge"
+    )
+    hysteresis: dict | None = Field(None, description="Defects: mean, spread (V) and values of the average hysteresis")
     failed_by_member: dict[str, list[str]] = Field(
         default_factory=dict, description="Labels of the calculations each member could not use"
     )
-    spot_checks: dict | None = Field(None, description="The first member's DFT spot checks (insertion_levels)")
+    spot_checks: dict | None = Field(None, description="The first member's DFT spot checks")
     missing: list[str] = Field(default_factory=list)
     new_calculations: int = 0
     reused_calculations: int = 0

@@ -1,10 +1,21 @@
 """A committee of calculators on one study: hand-made spreads, and the mock with known differences."""
 
 import io
+import math
 
+import numpy as np
 import pytest
 
-from insertflow.analysis.committee import hull_membership, mean_and_spread, step_verdicts, voltage_segments
+from insertflow.analysis.committee import (
+    K_B,
+    barrier_spreads,
+    defect_energies,
+    hull_membership,
+    lowest_per_kind,
+    mean_and_spread,
+    step_verdicts,
+    voltage_segments,
+)
 from insertflow.errors import RecipeError
 from insertflow.recipe import load_recipe, recipe_from_dict
 from insertflow.runner import run_recipe
@@ -111,10 +122,100 @@ def test_members_that_fail_on_different_structures_are_reported_per_member_and_t
     assert not any(o["x"] == 0.75 for o in doc["orderings"])  # only orderings every member relaxed are compared
 
 
+def test_defect_signs_lowest_configurations_and_kinetic_verdicts_by_hand():
+    defects = {
+        "a": {
+            "V x=0 #1": {"kind": "V_TM", "x": 0.0, "energy": 0.30, "concentration_operating": 1e-5},
+            "V x=0 #2": {"kind": "V_TM", "x": 0.0, "energy": 0.50},
+            "M x=0": {"kind": "migration", "x": 0.0, "energy": -0.2},
+        },
+        "b": {
+            "V x=0 #1": {"kind": "V_TM", "x": 0.0, "energy": 0.42, "concentration_operating": 1e-7},
+            "V x=0 #2": {"kind": "V_TM", "x": 0.0, "energy": 0.40},
+            "M x=0": {"kind": "migration", "x": 0.0, "energy": 0.1},
+        },
+    }
+    rows = {row["label"]: row for row in defect_energies(defects)}
+    assert rows["V x=0 #1"]["verdict"] == "unfavourable" and rows["V x=0 #1"]["spread"] == pytest.approx(0.06)
+    assert rows["V x=0 #1"]["concentration_decades"] == pytest.approx(2.0)  # 1e-5 against 1e-7
+    assert rows["M x=0"]["verdict"] == "undecided"  # one member says it forms, the other does not
+    (vacancy, migration) = lowest_per_kind(defects)
+    assert vacancy["lowest"] == {"a": "V x=0 #1", "b": "V x=0 #2"} and not vacancy["same_configuration"]
+    assert migration["same_configuration"]
+    hops = {"a": {"h": {"x": 0.5, "forward_barrier": 0.5}}, "b": {"h": {"x": 0.5, "forward_barrier": 0.8}}}
+    (fast,) = barrier_spreads(hops, kinetic_limit=0.99, temperature=300.0)
+    assert fast["verdict"] == "within" and fast["rate_factor"] == pytest.approx(math.exp(0.3 / (K_B * 300)))
+    (split,) = barrier_spreads(hops, kinetic_limit=0.6, temperature=300.0)
+    assert split["verdict"] == "undecided"  # 0.5 fast enough, 0.8 not
+    hops["b"]["h"]["forward_barrier"] = None  # a member that did not resolve the path: nothing to compare
+    assert barrier_spreads(hops, kinetic_limit=0.6, temperature=300.0) == []
+
+
+@pytest.mark.slow  # ~30 s; runs in CI
+def test_a_defect_committee_spreads_energies_and_barriers_by_the_known_differences():
+    """The coupled mock (Co migration -0.8 eV at x = 0.5 and 0, the -0.8 eV per TM-TM edge it leaves) against one
+    with a -0.7 eV edge and a higher NEB bump. Every migration energy differs by exactly 0.1 eV: spread 0.05 eV,
+    and both members say it forms. The barriers are the analytic maxima of the mock paths (0.23 and 1.46 eV): one
+    within the 0.99 eV limit and one beyond it, so the committee cannot say whether the Co migrates on charge."""
+    from test_defects import COUPLED, gated_mock_defects
+
+    from insertflow.calculators.mock import mock_path_energy
+
+    recipe = gated_mock_defects({"tm_barrier": 0.6}).model_dump(exclude={"folder"})
+    recipe["committee"] = [{"name": "mock", "settings": {**COUPLED, "tm_barrier": 1.8, "tm_tm_contact": 0.7}}]
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(recipe_from_dict(recipe), store=store, stream=io.StringIO())
+    first, second = (m["label"] for m in doc["members"])
+    downhill = [d for d in doc["defects"] if d["mean"] < 0]
+    assert len(downhill) == 2 and all(d["verdict"] == "favourable" for d in downhill)
+    for row in doc["defects"]:
+        assert row["energy"][second] - row["energy"][first] == pytest.approx(0.1, abs=1e-6)
+        assert row["spread"] == pytest.approx(0.05, abs=1e-6)
+    assert all(pick["same_configuration"] for pick in doc["lowest_defects"])
+    assert doc["classes"] == [
+        {"kind": "migration", "classification": {first: "coupled", second: "coupled"}, "agree": True}
+    ]
+    assert {b["x"] for b in doc["barriers"]} == {0.0, 0.5} and doc["temperature"] == 300.0
+    s = np.linspace(0, 1, 200001)
+    for row in doc["barriers"]:
+        assert row["verdict"] == "undecided"
+        for label, bump, drop in ((first, 0.6, -0.8), (second, 1.8, -0.7)):
+            expected = mock_path_energy(s, 0.0, drop, bump).max()
+            assert row["forward_barrier"][label] == pytest.approx(expected, abs=0.01)  # the 0.01 eV is the end relax
+    assert doc["migration_onset_x"] == {first: 0.5, second: None}  # gate open for the first, shut for the second
+    assert doc["hysteresis"]["values"][1] == 0.0 and doc["hysteresis"]["values"][0] > 0.1
+    import insertflow
+    from insertflow.cli import render_summary
+
+    table = insertflow.committee(doc["study"], store=store)
+    assert set(table["label"]) == {d["label"] for d in doc["defects"]} and (table[second] - table[first]).gt(0.09).all()
+    text = render_summary(doc, "memory")
+    assert "TM migration onset differs" in text and "undecided" in text
+
+
+def test_a_barrier_committee_brackets_the_kinetic_limit_with_the_two_bumps():
+    """The mock's symmetric LiCoO2 hop: its barrier is the NEB bump itself, 0.4 and 1.3 eV; 0.99 eV lies between."""
+    from test_barriers import barrier_recipe
+
+    recipe = barrier_recipe().model_dump(exclude={"folder"})
+    recipe["committee"] = [{"name": "mock", "settings": {"ion_barrier": 1.3}}]
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(recipe_from_dict(recipe), store=store, stream=io.StringIO())
+    (hop,) = doc["barriers"]
+    assert list(hop["forward_barrier"].values()) == pytest.approx([0.4, 1.3], abs=1e-6)
+    assert (hop["mean"], hop["spread"]) == pytest.approx((0.85, 0.45), abs=1e-6)
+    assert hop["verdict"] == "undecided" and doc["kinetic_limit"] == pytest.approx(0.9855, abs=1e-3)
+    assert hop["rate_factor"] == pytest.approx(math.exp(0.9 / (K_B * 300.0)), rel=1e-4)
+    import insertflow
+
+    table = insertflow.committee(doc["study"], store=store)
+    assert list(table.columns[:4]) == ["label", "x", "mean", "spread"] and len(table) == 1
+
+
 def test_a_committee_on_a_study_it_does_not_support_is_one_line():
-    recipe = load_recipe("licoo2_defects_mock").model_dump(exclude={"folder"})
+    recipe = load_recipe("licoo2_electronic_xtb").model_dump(exclude={"folder"})
     recipe["committee"] = [{"name": "mock"}]
-    with pytest.raises(Exception, match="committee: is for study end_member_voltage or insertion_levels"):
+    with pytest.raises(Exception, match="committee: is for study end_member_voltage, insertion_levels, defects or"):
         recipe_from_dict(recipe)
     with pytest.raises(RecipeError, match="committee members must differ: mock, mock"):
         run_recipe(committee_recipe({"name": "mock"}), store=open_store(StoreConfig(type="memory")))

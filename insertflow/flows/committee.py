@@ -10,7 +10,15 @@ from __future__ import annotations
 from jobflow import Flow, OnMissing, job
 
 from insertflow import progress
-from insertflow.analysis.committee import hull_membership, mean_and_spread, step_verdicts, voltage_segments
+from insertflow.analysis.committee import (
+    barrier_spreads,
+    defect_energies,
+    hull_membership,
+    lowest_per_kind,
+    mean_and_spread,
+    step_verdicts,
+    voltage_segments,
+)
 from insertflow.schemas import CommitteeDoc
 
 STAGE = "analysis"
@@ -72,12 +80,65 @@ def committee_study(docs: list, members: list[dict], study: str, study_type: str
             for label, d in finished.items()
         }
         result.orderings = hull_membership(rows)
+    if study_type == "defects" and len(finished) == len(members):
+        _compare_defects(result, finished)
+    if study_type == "barriers" and len(finished) == len(members):
+        _compare_hops(result, finished)
     _report(result)
     return result
 
 
+def _by_label(rows: list[dict]) -> dict[str, dict]:
+    return {row["label"]: row for row in rows}
+
+
+def _compare_defects(result: CommitteeDoc, docs: dict[str, dict]) -> None:
+    """Defect energies, lowest configurations, classifications, TM barriers, onset and loop across the members."""
+    defects = {label: _by_label(d.get("defects", [])) for label, d in docs.items()}
+    result.defects = defect_energies(defects)
+    result.lowest_defects = lowest_per_kind(defects)
+    kinds = {}
+    for label, d in docs.items():
+        for cls in d.get("classes", []):
+            kinds.setdefault(cls["kind"], {})[label] = cls["classification"]
+    result.classes = [
+        {"kind": kind, "classification": by, "agree": len(set(by.values())) == 1}
+        for kind, by in kinds.items()
+        if len(by) == len(docs)
+    ]
+    first = next(iter(docs.values()))
+    temperatures = {c.get("operating_temperature") for c in first.get("classes", [])} - {None}
+    result.temperature = temperatures.pop() if len(temperatures) == 1 else None
+    result.kinetic_limit = first.get("kinetic_limit")
+    barriers = {label: _by_label(d.get("migration_barriers", [])) for label, d in docs.items()}
+    if result.temperature is not None:
+        result.barriers = barrier_spreads(barriers, result.kinetic_limit, result.temperature)
+    if any(d.get("migration_barriers") for d in docs.values()):
+        result.migration_onset_x = {label: d.get("migration_onset_x") for label, d in docs.items()}
+    loops = [(d.get("hysteresis") or {}).get("average_hysteresis") for d in docs.values()]
+    if all(v is not None for v in loops):
+        result.hysteresis = mean_and_spread(loops)
+
+
+def _compare_hops(result: CommitteeDoc, docs: dict[str, dict]) -> None:
+    """Working-ion barriers per hop and mode across the members, against the study's kinetic limit."""
+    first = next(iter(docs.values()))
+    result.temperature = first.get("temperature")
+    result.kinetic_limit = first.get("kinetic_limit")
+    hops = {label: _by_label(d.get("hops", [])) for label, d in docs.items()}
+    result.barriers = barrier_spreads(hops, result.kinetic_limit, result.temperature)
+
+
 def _report(result: CommitteeDoc) -> None:
-    if result.average_voltage is None:
+    if result.study_type in ("defects", "barriers"):
+        undecided = [d for d in result.defects if d["verdict"] == "undecided"]
+        summary = (
+            f"{len(result.defects)} defect energies ({len(undecided)} undecided in sign), "
+            f"{len(result.barriers)} barriers over {len(result.members)} members"
+        )
+        if result.barriers:
+            summary += f", largest barrier spread {max(b['spread'] for b in result.barriers):.3f} eV"
+    elif result.average_voltage is None:
         summary = "no committee voltage (a member has none)"
     else:
         summary = (
