@@ -376,6 +376,27 @@ def _spot_check_lines(spot: dict | None) -> list[str]:
     return lines
 
 
+def _defect_spot_check_lines(spot: dict | None) -> list[str]:
+    """ML against DFT per spot-checked defect (DFT chemical potentials), and which signs DFT flips."""
+    if not spot:
+        return []
+    lines = [
+        f"Spot checks with {spot['calculator']['name']} on {spot['geometry_from']['name']} geometries at "
+        f"{spot['limit']} ({spot['statics']} statics; an all-DFT study: {spot['naive_relaxations']} relaxations):",
+        f"  {'defect':<58} {'E ML':>7} {'E DFT':>7} {'diff':>7}  forms ML/DFT",
+    ]
+    for point in spot.get("points", []):
+        forms = "/".join("yes" if point[key] else "no" for key in ("favourable_ml", "favourable_dft"))
+        tag = "  (the loop's migrated TM)" if point["migrated_state"] else ""
+        lines.append(
+            f"  {point['label'][:58]:<58} {point['energy_ml']:+7.3f} {point['energy_dft']:+7.3f} "
+            f"{point['difference']:+7.3f}  {forms}{tag}"
+        )
+    lines.extend(f"  Spot check note: {note}" for note in spot.get("notes", []))
+    lines.extend(f"  Spot check failed: {item}" for item in spot.get("failed", []))
+    return lines
+
+
 def render_defects(doc: dict, where: str) -> str:
     """Defect energies per x, classes, hysteresis and what is missing."""
     host, calc = doc["host"], doc["calculator"]
@@ -444,6 +465,7 @@ def render_defects(doc: dict, where: str) -> str:
     lines.extend(f"  F_O: {report}" for report in doc.get("f_o_reduction", []))
     lines += _barrier_lines(doc)
     lines += _loop_lines(doc)
+    lines += _defect_spot_check_lines(doc.get("spot_checks"))
     lines.extend(f"  Note: {note}" for note in doc.get("notes", []))
     return "\n".join(lines + _footer(doc, where))
 

@@ -260,13 +260,18 @@ def committee(name: str, store: JobStore | str | None = None, table: str | None 
 
 
 def spot_checks(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
-    """ML against DFT per spot-checked ordering of a levels study (or of a committee's first member)."""
+    """ML against DFT per spot-checked ordering (levels) or defect (defects), or of a committee's first member."""
     doc = study(name, store)
     spot = doc.get("spot_checks")
     if not spot:
         raise InsertflowError(f"study '{name}' has no spot checks (a levels study with spot_check: makes them)")
-    columns = ["label", "x", "n_atoms", "formation_energy_ml", "formation_energy_dft", "difference"]
-    frame = pd.DataFrame(spot.get("points", []), columns=[*columns, "on_hull_ml", "on_hull_dft", "reused"])
+    if doc.get("kind") == "defects":
+        columns = ["label", "kind", "x", "n_atoms", "energy_ml", "energy_dft", "difference"]
+        columns += ["favourable_ml", "favourable_dft", "migrated_state", "reused"]
+    else:
+        columns = ["label", "x", "n_atoms", "formation_energy_ml", "formation_energy_dft", "difference"]
+        columns += ["on_hull_ml", "on_hull_dft", "reused"]
+    frame = pd.DataFrame(spot.get("points", []), columns=columns)
     frame.attrs.update(
         {
             "calculator": spot["calculator"]["name"],

@@ -49,6 +49,12 @@ def emit(stage: str, item: str, status: str) -> None:
         logger.info("[%s] %s: %s", stage, item, status)
 
 
+def add_to_plan(stage: str, count: int) -> None:
+    """A job that learns at run time how many items a stage gets (spot checks, discharge relaxations) adds them."""
+    if _active is not None and count:
+        _active.plan[stage] = _active.plan.get(stage, 0) + count
+
+
 @contextmanager
 def reporting(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
     """Make ``reporter`` receive events (and collect job exceptions) inside the block."""

@@ -147,13 +147,19 @@ class BarriersSpec(BaseModel):
 
 
 class SpotCheckSpec(BaseModel):
-    """DFT statics on the ML geometries of what decides an insertion-levels answer."""
+    """DFT statics on the ML geometries of what decides a levels or defects answer."""
 
     model_config = ConfigDict(extra="forbid")
 
     calculator: CalculatorSpec = Field(description="The calculator of the statics (gpaw here, vasp on HPC)")
-    window: float = Field(0.005, ge=0, description="eV per framework unit above the hull that still gets a check")
-    max_points: int = Field(12, ge=2, description="At most this many orderings (end members and vertices always)")
+    window: float = Field(
+        0.005, ge=0, description="insertion_levels: eV per framework unit above the hull that still gets a check"
+    )
+    max_points: int = Field(
+        12,
+        ge=2,
+        description="At most this many orderings (end members and vertices always) or defects (the migrated TM always)",
+    )
 
 
 class Recipe(BaseModel):
@@ -180,7 +186,9 @@ class Recipe(BaseModel):
         "spreads of every voltage, energy above hull, defect energy and barrier",
     )
     spot_check: SpotCheckSpec | None = Field(
-        None, description="insertion_levels: DFT statics of the hull and near-hull orderings on their ML geometries"
+        None,
+        description="DFT statics on the ML geometries: the hull and near-hull orderings (insertion_levels), the "
+        "lowest defect per kind and x and the migrated TM (defects)",
     )
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
@@ -201,8 +209,8 @@ class Recipe(BaseModel):
             raise ValueError("the 'defects' section belongs to study: defects")
         if self.committee is not None and self.study == "electronic_structure":
             raise ValueError("committee: is for study end_member_voltage, insertion_levels, defects or barriers")
-        if self.spot_check is not None and self.study != "insertion_levels":
-            raise ValueError("spot_check: is for study insertion_levels")
+        if self.spot_check is not None and self.study not in ("insertion_levels", "defects"):
+            raise ValueError("spot_check: is for study insertion_levels or defects")
         if self.barriers is not None and self.study != "barriers":
             raise ValueError("the 'barriers' section belongs to study: barriers")
         if (self.electronic is not None) != (self.study == "electronic_structure"):

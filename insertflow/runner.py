@@ -18,6 +18,7 @@ from insertflow.calculators.composite import GeometryThenEnergy
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import LayerGuard
 from insertflow.flows.committee import committee_flow, member_label
+from insertflow.flows.defect_spot_checks import DefectSpotCheckSettings, with_defect_spot_checks
 from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
@@ -182,9 +183,15 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
     )
     matrix, pristine, candidates, notes = maker.plan(host)
     flow = maker.make_from_plan(host, matrix, pristine, candidates, notes)
+    if recipe.spot_check is not None:
+        checker = get_calculator(recipe.spot_check.calculator.name, recipe.spot_check.calculator.settings)
+        settings = DefectSpotCheckSettings(max_points=recipe.spot_check.max_points)
+        flow = with_defect_spot_checks(flow, checker, settings, recipe.name, dict(spec.chemical_potentials))
     references = len(maker.phases_needed(host, candidates))
     charged = sum(len(maker.charges_of(host, c)) for c in candidates)
     plan = {"calculations": 1 + references + len(pristine) + len(candidates) + charged, "analysis": 1}
+    if recipe.spot_check is not None:
+        plan["spot checks"] = 1
     if neb is not None:  # at most one TM hop per x: its end relaxed on the host's cell, and its NEB
         hops = len({c.x for c in candidates if c.kind == "migration"})
         plan["calculations"] += hops

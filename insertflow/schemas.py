@@ -423,6 +423,11 @@ class DefectStudyDoc(StudyRecords):
     classes: list[DefectClassDoc] = Field(default_factory=list)
     f_o_reduction: list[str] = Field(default_factory=list, description="Which TM the F_O donor electron reduces")
     hysteresis: HysteresisDoc | None = None
+    spot_checks: dict | None = Field(
+        None,
+        description="DFT statics on the ML geometries of the lowest defect per kind and x and the migrated TM: "
+        "ML against DFT energy per point, the DFT chemical potentials from DFT phases",
+    )
     notes: list[str] = Field(default_factory=list)
 
 

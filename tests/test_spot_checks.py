@@ -1,9 +1,10 @@
-"""DFT spot checks of a levels study, on the mock: which points are chosen, and what a known shift does to them."""
+"""DFT spot checks of levels and defect studies, on the mock: which points are chosen, what a known shift does."""
 
 import io
 
 import pytest
 
+from insertflow.flows.defect_spot_checks import DefectSpotCheckSettings, chosen_defects
 from insertflow.flows.spot_checks import SpotCheckSettings, chosen_points
 from insertflow.recipe import load_recipe, recipe_from_dict
 from insertflow.runner import run_recipe
@@ -57,8 +58,90 @@ def test_a_checker_that_differs_by_a_li_site_energy_keeps_the_hull_and_shifts_ev
     assert all(p["reused"] for p in again["spot_checks"]["points"])  # content-keyed statics
 
 
-def test_a_spot_check_outside_a_levels_study_is_one_line():
+def test_a_spot_check_outside_a_levels_or_defects_study_is_one_line():
     recipe = load_recipe("licoo2_mock").model_dump(exclude={"folder"})
     recipe["spot_check"] = {"calculator": {"name": "mock"}}
-    with pytest.raises(Exception, match="spot_check: is for study insertion_levels"):
+    with pytest.raises(Exception, match="spot_check: is for study insertion_levels or defects"):
         recipe_from_dict(recipe)
+
+
+def test_the_lowest_defect_per_kind_and_x_and_the_migrated_tm_are_chosen_the_surest_signs_dropped_first():
+    def row(label, kind, x, energy, **extra):
+        return {"label": label, "kind": kind, "x": x, "energy": energy, "status": "ok", "counted": True, **extra}
+
+    doc = {
+        "defects": [
+            row("V a", "V_TM", 0.5, 2.0),
+            row("V b", "V_TM", 0.5, 1.5),
+            row("M a", "migration", 0.5, -0.1),
+            row("M b", "migration", 0.5, -0.3),
+            row("M moved back", "migration", 0.5, -0.9, counted=False),  # relaxed back home: not a migration
+            row("M x=1", "migration", 1.0, 0.4),
+            row("F", "F_O", 1.0, 3.0),
+        ],
+        "hysteresis": {"migrated_label": "M a"},  # the one the loop ran on, not the lowest
+    }
+    labels = [r["label"] for r in chosen_defects(doc, DefectSpotCheckSettings(max_points=12))]
+    assert labels == ["V b", "M a", "M b", "F", "M x=1"]  # by x, then kind
+    capped = [r["label"] for r in chosen_defects(doc, DefectSpotCheckSettings(max_points=3))]
+    assert capped == ["M a", "M b", "M x=1"]  # the migrated TM, then the energies nearest zero
+
+
+def defect_recipe(calculator: dict, spot: dict | None = None, **defects) -> object:
+    recipe = load_recipe("licoo2_defects_mock").model_dump(exclude={"folder"})
+    recipe["calculator"] = calculator
+    recipe["defects"].update(defects)
+    if spot is not None:
+        recipe["spot_check"] = {"calculator": spot, "max_points": 20}
+    return recipe_from_dict(recipe)
+
+
+def test_a_defect_spot_check_on_unmoved_geometries_is_the_all_dft_study_with_dft_chemical_potentials():
+    """The mock relaxation leaves every structure where it is, so statics with the checking mock on the ML
+    geometries must give exactly the energies of a whole study run with the checking mock. Its TM-TM edge is
+    -0.3 eV against -0.5: a Co vacancy breaks edges, and mu_Co (from the checker's own CoO and Co3O4) and mu_Li
+    (from its own voltage profile) move with it. With the ML chemical potentials the energies would be off."""
+    ml, dft = {"name": "mock"}, {"name": "mock", "settings": {"tm_tm_contact": -0.3}}
+    store = open_store(StoreConfig(type="memory"))
+    doc = run_recipe(defect_recipe(ml, dft), store=store, stream=io.StringIO())
+    truth = run_recipe(defect_recipe(dft), store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    spot = doc["spot_checks"]
+    assert spot["geometry_from"]["settings"]["tm_tm_contact"] == -0.5 and not spot["failed"]
+    expected = {d["label"]: d["energy"] for d in truth["defects"]}
+    points = {p["label"]: p for p in spot["points"]}
+    kinds = {(d["kind"], d["x"]) for d in doc["defects"] if d["energy"] is not None}
+    assert len(points) == len(kinds)  # one per kind and x
+    for label, point in points.items():
+        assert point["energy_dft"] == pytest.approx(expected[label], abs=1e-5), label
+    assert max(abs(p["difference"]) for p in points.values()) > 0.5  # the checker does differ (V_TM: 0.6 eV)
+    assert spot["statics"] < spot["naive_relaxations"]
+    import insertflow
+
+    table = insertflow.spot_checks("licoo2-defects-mock", store=store)
+    assert set(table["label"]) == set(points) and "energy_dft" in table.columns
+    again = run_recipe(defect_recipe(ml, dft), store=store, stream=io.StringIO())
+    assert all(p["reused"] for p in again["spot_checks"]["points"])
+
+
+def test_a_migration_spot_check_needs_no_phases_and_checks_the_tm_the_loop_ran_on():
+    """The coupled mock (Co migration -0.8 eV at x = 0.5 and 0) checked by one whose TM-TM edge is 0.6 eV:
+    the migration energy is a difference of two cells of one composition, so it needs only the defect cell and
+    its host (no competing phase, no metal), and it moves by exactly the lost edge, -0.8 -> -0.6 eV."""
+    from test_defects import COUPLED
+
+    ml = {"name": "mock", "settings": COUPLED}
+    dft = {"name": "mock", "settings": {**COUPLED, "tm_tm_contact": 0.6}}
+    recipe = defect_recipe(ml, dft, kinds=["migration"], orderings_per_x=1)
+    doc = run_recipe(recipe, store=open_store(StoreConfig(type="memory")), stream=io.StringIO())
+    spot = doc["spot_checks"]
+    migrated = doc["hysteresis"]["migrated_label"]
+    assert migrated in {p["label"] for p in spot["points"] if p["migrated_state"]}
+    hosts = {p["label"].rsplit("[", 1)[-1] + str(p["x"]) for p in spot["points"]}  # one host ordering per x
+    assert spot["statics"] == len(spot["points"]) + len(hosts)  # the defects and their hosts, nothing else
+    downhill = [p for p in spot["points"] if p["energy_ml"] < -0.5]
+    assert downhill and all(p["difference"] == pytest.approx(0.2, abs=1e-6) for p in downhill)
+    assert all(p["favourable_dft"] for p in downhill) and spot["signs_agree"]
+    from insertflow.cli import render_summary
+
+    text = render_summary(doc, "memory")
+    assert "(the loop's migrated TM)" in text and f"({spot['statics']} statics;" in text

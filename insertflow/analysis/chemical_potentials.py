@@ -210,6 +210,29 @@ def impurity_potential(
     return best
 
 
+def named_limit(region: StabilityRegion, name: str) -> Limit | None:
+    """The limit called ``name``, or the single point of a region of zero width; None if it has neither."""
+    if len(region.limits) == 1:
+        return region.limits[0]
+    try:
+        return region.limit(name)
+    except KeyError:
+        return None
+
+
+def with_impurities(
+    mu: dict[str, float], elements: set[str], competing: dict[str, tuple[Composition, float]]
+) -> tuple[dict[str, float], list[str]]:
+    """``mu`` plus each of ``elements`` it lacks at its solubility limit; why any could not be bounded."""
+    mu, unbounded = dict(mu), []
+    for element in sorted(elements - set(mu)):
+        try:
+            mu[element], _ = impurity_potential(element, mu, competing)
+        except ValueError as exc:
+            unbounded.append(str(exc))
+    return mu, unbounded
+
+
 #: NIST-JANAF Shomate coefficients of O2 gas (A..G; kJ/mol, J/mol/K with t = T/1000), by range (K).
 _O2_SHOMATE = (
     (100.0, 700.0, (31.32234, -20.23531, 57.86644, -36.50624, -0.007374, -8.903471, 246.7945)),

@@ -33,10 +33,10 @@ from insertflow.analysis.charged import (
 )
 from insertflow.analysis.chemical_potentials import (
     Limit,
-    StabilityRegion,
-    impurity_potential,
+    named_limit,
     oxygen_shift,
     stability_region,
+    with_impurities,
 )
 from insertflow.analysis.concentrations import (
     DEFAULT_OPERATING_TEMPERATURE,
@@ -365,19 +365,7 @@ def analyse_defects(
     doc.f_o_reduction = _f_o_reduction(rows, ok, context)
 
     migrated = _coupled_migration(rows, classes, doc)
-    discharge_jobs, labels = [], []
-    if migrated is not None and charge is not None:
-        try:
-            structures = _relithiated(migrated, context, charge, doc)
-        except InsertflowError as exc:  # a discharge branch that cannot be built must not lose the defects
-            doc.missing.append(f"discharge branch: {exc}")
-            structures = []
-        for label, structure in structures:
-            maker = CalculationMaker(
-                calculator=calculator, label=label, task="relax", study=context["study"], guard=guard
-            )
-            discharge_jobs.append(maker.make(structure))
-            labels.append(label)
+    discharge_jobs, labels = _discharge_jobs(migrated, charge, context, calculator, guard, doc)
     endpoint_jobs, neb_jobs, barrier_points = _migration_barrier_jobs(
         rows, ok, verified, context, calculator, guard, doc
     )
@@ -400,6 +388,24 @@ def analyse_defects(
     final.config.on_missing_references = OnMissing.NONE
     final.metadata["insertflow"] = {"kind": "study", "study": context["study"]}
     return Response(replace=Flow([*discharge_jobs, *endpoint_jobs, *neb_jobs, final], output=final.output))
+
+
+def _discharge_jobs(migrated, charge, context, calculator, guard, doc) -> tuple[list, list[str]]:
+    """Relaxations of the re-lithiated migrated host along the discharge branch, if a TM migrated."""
+    jobs, labels = [], []
+    if migrated is None or charge is None:
+        return jobs, labels
+    try:
+        structures = _relithiated(migrated, context, charge, doc)
+    except InsertflowError as exc:  # a discharge branch that cannot be built must not lose the defects
+        doc.missing.append(f"discharge branch: {exc}")
+        structures = []
+    for label, structure in structures:
+        maker = CalculationMaker(calculator=calculator, label=label, task="relax", study=context["study"], guard=guard)
+        jobs.append(maker.make(structure))
+        labels.append(label)
+    progress.add_to_plan("calculations", len(jobs))  # the plan could not know the discharge branch
+    return jobs, labels
 
 
 def _apply_gate(result: DefectStudyDoc, loop, charge, gate: MigrationGate) -> None:
@@ -635,7 +641,7 @@ def _defect_rows(context, records, ok, verified, reference_of, found, phases, do
                 _energies_at_limits(row, e_defect, base, region, phases, limit, doc)
                 point = synthesis.get(host_meta["ordering"])
                 if point is not None and row.energies_at_limits:
-                    mu, unbounded = _with_impurities(point.mu, {el for el, n in row.change.items() if n}, phases)
+                    mu, unbounded = with_impurities(point.mu, {el for el, n in row.change.items() if n}, phases)
                     if not unbounded:
                         row.energy_synthesis = round(defect_energy(e_defect, base, row.change, mu), 6)
                         row.energies_at_limits[point.name] = row.energy_synthesis
@@ -656,11 +662,11 @@ def _defect_rows(context, records, ok, verified, reference_of, found, phases, do
     for x, label in used:  # the mu each defect's energy used: its own host's region
         meta, _ = next((m, r) for m, r in verified if m["label"] == label)
         region = regions.get(meta["ordering"])
-        chosen = None if region is None else _limit_of(region, limit)
+        chosen = None if region is None else named_limit(region, limit)
         if chosen is None:
             continue
         added = {el for c in context["candidates"] for el, n in c["change"].items() if n > 0}
-        mu, _ = _with_impurities(chosen.mu, added, phases)  # an unbounded one is reported per defect
+        mu, _ = with_impurities(chosen.mu, added, phases)  # an unbounded one is reported per defect
         tag = f"x={x:.3f}" if per_x[x] == 1 else f"x={x:.3f} {meta['ordering']}"
         doc.chemical_potentials |= {f"{el}({tag})": round(v, 6) for el, v in sorted(mu.items())}
     return rows
@@ -758,7 +764,7 @@ def _charged_states(rows, context, ok, charged_records, verified, found, phases,
         points = [*region.limits, *([synthesis[ordering]] if ordering in synthesis else [])]
         mu_by_limit = {}
         for chosen in points:
-            mu, unbounded = _with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
+            mu, unbounded = with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
             if not unbounded:
                 mu_by_limit[chosen.name] = mu
         row.charged = charged_summary(states, host.entry.energy, row.change, mu_by_limit, vbm, gap)
@@ -808,39 +814,18 @@ def _fermi_level_at_synthesis(rows, context, verified, synthesis, doc) -> None:
         return  # one as-made host
 
 
-def _limit_of(region: StabilityRegion, name: str):
-    """The named limit, or the single point of a region of zero width."""
-    if len(region.limits) == 1:
-        return region.limits[0]
-    try:
-        return region.limit(name)
-    except KeyError:
-        return None
-
-
-def _with_impurities(mu: dict[str, float], elements: set[str], phases: dict) -> tuple[dict[str, float], list[str]]:
-    """``mu`` plus each of ``elements`` it lacks at its solubility limit; why any could not be bounded."""
-    mu, unbounded = dict(mu), []
-    for element in sorted(elements - set(mu)):
-        try:
-            mu[element], _ = impurity_potential(element, mu, phases)
-        except ValueError as exc:
-            unbounded.append(str(exc))
-    return mu, unbounded
-
-
 def _energies_at_limits(row, e_defect, e_pristine, region, phases, limit, doc) -> None:
     """The defect's energy at each limit of its host's region (impurities at their solubility limit)."""
     if region is None:
         doc.missing.append(f"{row.label}: its host has no stability region: no chemical potentials")
         return
     for chosen in region.limits:
-        mu, unbounded = _with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
+        mu, unbounded = with_impurities(chosen.mu, {el for el, n in row.change.items() if n}, phases)
         if unbounded:
             doc.missing.append(f"{row.label}: {unbounded[0]}")
             return
         row.energies_at_limits[chosen.name] = round(defect_energy(e_defect, e_pristine, row.change, mu), 6)
-    named = _limit_of(region, limit)
+    named = named_limit(region, limit)
     if named is None:
         doc.missing.append(f"{row.label}: the region at x={row.x:.3f} has no limit '{limit}'")
         return

@@ -86,6 +86,7 @@ def plan_spot_checks(doc_raw, calculator: Calculator, settings: SpotCheckSetting
     ion_job = CalculationMaker(calculator=calculator, label="spot check working_ion", task="static", study=study).make(
         ion_structure
     )
+    progress.add_to_plan("calculations", len(jobs) + 1)
     final = compare_spot_checks(doc, [j.output for j in jobs], labels, ion_job.output, calculator.identity())
     final.name = f"spot checks {study}"
     final.config.on_missing_references = OnMissing.NONE
