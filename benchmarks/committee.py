@@ -5,6 +5,8 @@
 1. Each member alone: the recipe with one calculator, on a fresh in-memory store (wall time each).
 2. The committee of all of them, on a fresh in-memory store.
 3. The committee again on its store: it must compute nothing.
+4. DFT spot checks (a mock checker) of the LiCoO2 levels and defects studies: how many statics they
+   need against the relaxations of the same study done all in DFT.
 
 Mock members differ only in the mock's Li site energy, so they cost the same: the committee over one
 member should cost N (goal: close to N, nothing more), and over the sum of the members 1.0. ``--ml``
@@ -63,6 +65,15 @@ def main() -> None:
     voltage = doc["average_voltage"]
     each = ", ".join(f"{v:.3f}" for v in voltage["values"])
     print(f"average voltage {voltage['mean']:.3f} +- {voltage['spread']:.3f} V (members {each})")
+    checker = {"calculator": {"name": "mock", "settings": {"voltage": 3.8}}}  # default window and max_points
+    for name in ("licoo2_levels_mock", "licoo2_defects_mock"):
+        recipe = {**load_recipe(name).model_dump(exclude={"folder"}), "spot_check": checker}
+        doc, _ = timed(recipe, open_store(StoreConfig(type="memory")))
+        spot = doc["spot_checks"]
+        print(
+            f"spot checks {name}: {spot['statics']} statics for {len(spot['points'])} points; an all-DFT study: "
+            f"{spot['naive_relaxations']} relaxations ({spot['statics'] / spot['naive_relaxations']:.2f})"
+        )
 
 
 if __name__ == "__main__":
