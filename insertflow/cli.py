@@ -372,6 +372,8 @@ def _spot_check_lines(spot: dict | None) -> list[str]:
         )
     if spot.get("average_voltage") is not None:
         lines.append(f"  DFT energies on ML geometries: average {spot['average_voltage']:.3f} V")
+    if spot.get("skipped_vertices"):
+        lines.append(f"  Hull vertices not checked (max_atoms): {', '.join(spot['skipped_vertices'])}")
     lines.extend(f"  Spot check failed: {item}" for item in spot.get("failed", []))
     return lines
 

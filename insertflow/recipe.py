@@ -160,6 +160,11 @@ class SpotCheckSpec(BaseModel):
         ge=2,
         description="At most this many orderings (end members and vertices always) or defects (the migrated TM always)",
     )
+    max_atoms: int | None = Field(
+        None,
+        ge=1,
+        description="Only cells of at most this many atoms (the smallest cells of a costly DFT); skipped listed",
+    )
 
 
 class Recipe(BaseModel):

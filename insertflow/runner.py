@@ -185,7 +185,7 @@ def _defects_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> 
     flow = maker.make_from_plan(host, matrix, pristine, candidates, notes)
     if recipe.spot_check is not None:
         checker = get_calculator(recipe.spot_check.calculator.name, recipe.spot_check.calculator.settings)
-        settings = DefectSpotCheckSettings(max_points=recipe.spot_check.max_points)
+        settings = DefectSpotCheckSettings(recipe.spot_check.max_points, recipe.spot_check.max_atoms)
         flow = with_defect_spot_checks(flow, checker, settings, recipe.name, dict(spec.chemical_potentials))
     references = len(maker.phases_needed(host, candidates))
     charged = sum(len(maker.charges_of(host, c)) for c in candidates)
@@ -225,7 +225,10 @@ def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> t
         spot = recipe.spot_check
         checker = get_calculator(spot.calculator.name, spot.calculator.settings)
         flow = with_spot_checks(
-            flow, checker, SpotCheckSettings(window=spot.window, max_points=spot.max_points), recipe.name
+            flow,
+            checker,
+            SpotCheckSettings(window=spot.window, max_points=spot.max_points, max_atoms=spot.max_atoms),
+            recipe.name,
         )
         plan["spot checks"] = 1
     return flow, plan

@@ -30,6 +30,8 @@ def test_the_hull_and_what_lies_within_the_window_are_chosen_smallest_cells_firs
     assert labels == ["x0", "a", "near small", "x1"]  # "far" is outside the window; "near big" lost to the cap
     everything = chosen_points({"orderings": rows}, SpotCheckSettings(window=0.005, max_points=12))
     assert {p["label"] for p in everything} == {"x0", "a", "near small", "near big", "x1"}
+    small = chosen_points({"orderings": rows}, SpotCheckSettings(window=0.005, max_points=12, max_atoms=10))
+    assert [p["label"] for p in small] == ["x0", "near small", "x1"]  # the 14-atom vertex is too big for the DFT
 
 
 def test_a_checker_that_differs_by_a_li_site_energy_keeps_the_hull_and_shifts_every_step():
@@ -85,6 +87,10 @@ def test_the_lowest_defect_per_kind_and_x_and_the_migrated_tm_are_chosen_the_sur
     assert labels == ["V b", "M a", "M b", "F", "M x=1"]  # by x, then kind
     capped = [r["label"] for r in chosen_defects(doc, DefectSpotCheckSettings(max_points=3))]
     assert capped == ["M a", "M b", "M x=1"]  # the migrated TM, then the energies nearest zero
+    for r in doc["defects"]:
+        r["n_atoms"] = 40 if r["label"] in ("M a", "V b") else 20
+    small = [r["label"] for r in chosen_defects(doc, DefectSpotCheckSettings(max_points=12, max_atoms=30))]
+    assert small == ["V a", "M b", "F", "M x=1"]  # the 40-atom cells are left out, the migrated TM too
 
 
 def defect_recipe(calculator: dict, spot: dict | None = None, **defects) -> object:

@@ -39,6 +39,7 @@ class DefectSpotCheckSettings(MSONable):
     """How many defect configurations get a DFT static (the migrated TM of the hysteresis always does)."""
 
     max_points: int = 12
+    max_atoms: int | None = None  # only defect cells of at most this many atoms
 
 
 def chosen_defects(doc: dict, settings: DefectSpotCheckSettings) -> list[dict]:
@@ -51,11 +52,16 @@ def chosen_defects(doc: dict, settings: DefectSpotCheckSettings) -> list[dict]:
     for row in doc.get("defects", []):
         if row.get("energy") is None or not row.get("counted", True) or row.get("status") != "ok":
             continue
+        if settings.max_atoms is not None and row["n_atoms"] > settings.max_atoms:
+            continue
         key = (row["kind"], round(row["x"], 6))
         if key not in lowest or row["energy"] < lowest[key]["energy"]:
             lowest[key] = row
     migrated = (doc.get("hysteresis") or {}).get("migrated_label")
-    must = [r for r in doc.get("defects", []) if migrated and r["label"] == migrated and r.get("energy") is not None]
+    small = settings.max_atoms is None or any(
+        r["n_atoms"] <= settings.max_atoms for r in doc.get("defects", []) if r["label"] == migrated
+    )
+    must = [r for r in doc.get("defects", []) if small and r["label"] == migrated and r.get("energy") is not None]
     rest = sorted((r for r in lowest.values() if r not in must), key=lambda r: abs(r["energy"]))
     chosen = must + rest[: max(0, settings.max_points - len(must))]
     return sorted(chosen, key=lambda r: (r["x"], r["kind"], r["label"]))

@@ -32,15 +32,18 @@ class SpotCheckSettings(MSONable):
 
     window: float = 0.005  # eV per framework unit above the hull
     max_points: int = 12  # at most this many orderings (end members always), smallest cells first
+    max_atoms: int | None = None  # only cells of at most this many atoms
 
 
 def chosen_points(doc: dict, settings: SpotCheckSettings) -> list[dict]:
     """The ordering rows that decide the answer: end members, hull vertices, near-hull orderings.
 
     Near-hull orderings beyond ``max_points`` are dropped largest cell first; the end members and
-    vertices are always kept.
+    vertices are always kept. Cells above ``max_atoms`` are never chosen (not even the vertices).
     """
     rows = [o for o in doc.get("orderings", []) if o.get("e_above_hull") is not None and o.get("status") == "ok"]
+    if settings.max_atoms is not None:
+        rows = [o for o in rows if o["n_atoms"] <= settings.max_atoms]
     if not rows:
         return []
     low, high = min(o["x"] for o in rows), max(o["x"] for o in rows)
@@ -87,15 +90,30 @@ def plan_spot_checks(doc_raw, calculator: Calculator, settings: SpotCheckSetting
         ion_structure
     )
     progress.add_to_plan("calculations", len(jobs) + 1)
-    final = compare_spot_checks(doc, [j.output for j in jobs], labels, ion_job.output, calculator.identity())
+    final = compare_spot_checks(
+        doc, [j.output for j in jobs], labels, ion_job.output, calculator.identity(), _skipped(doc, settings)
+    )
     final.name = f"spot checks {study}"
     final.config.on_missing_references = OnMissing.NONE
     final.metadata["insertflow"] = {"kind": "study", "study": study}
     return Response(replace=Flow([*jobs, ion_job, final], output=final.output))
 
 
+def _skipped(doc: dict, settings: SpotCheckSettings) -> list[str]:
+    """Hull vertices left out because their cells exceed ``max_atoms``."""
+    if settings.max_atoms is None:
+        return []
+    return [
+        f"{o['label']} ({o['n_atoms']} atoms > {settings.max_atoms})"
+        for o in doc.get("orderings", [])
+        if o.get("on_hull") and o["n_atoms"] > settings.max_atoms
+    ]
+
+
 @job
-def compare_spot_checks(doc: dict, raws: list, labels: list[str], ion_raw, identity: dict) -> InsertionLevelsDoc:
+def compare_spot_checks(
+    doc: dict, raws: list, labels: list[str], ion_raw, identity: dict, skipped: list[str] | None = None
+) -> InsertionLevelsDoc:
     """ML against DFT per point, and the profile rebuilt from DFT energies on the ML geometries."""
     result = InsertionLevelsDoc.model_validate(doc)
     host = result.host
@@ -115,6 +133,7 @@ def compare_spot_checks(doc: dict, raws: list, labels: list[str], ion_raw, ident
             if r is None or r.status != "ok"
         ],
         "naive_relaxations": sum(1 for o in result.orderings if o.relaxed),
+        "skipped_vertices": list(skipped or []),
     }
     report["statics"] = len(labels) + 1
     if ion_record is None or ion_record.status != "ok" or len({round(by_label[lb].x, 6) for lb, _ in usable}) < 2:
