@@ -77,6 +77,10 @@ def profile_figure(doc: dict, against: str = "x") -> Figure:
     fig, ax = plt.subplots(figsize=(5.5, 4.6), layout="constrained")
     ax.plot(xs, vs, color="C0", lw=2, label="0 K profile (hull steps)")
     ax.axhline(doc["average_voltage"], color="C1", ls="--", lw=1, label=f"average {doc['average_voltage']:.2f} V")
+    spot = doc.get("spot_checks") or {}
+    if against == "x" and spot.get("steps"):
+        name = spot["calculator"]["name"]
+        ax.plot(*loop_xy(spot["steps"]), color="C3", lw=1.5, ls="--", label=f"{name} energies on these geometries")
     ion = doc["host"]["working_ion"]
     ax.set_xlabel(f"x in {ion}$_x$ host" if against == "x" else "charge capacity from the discharged host (mAh/g)")
     ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
@@ -221,6 +225,37 @@ def committee_figure(doc: dict) -> Figure:
     return fig
 
 
+def committee_spread_figure(doc: dict, table: str) -> Figure:
+    """A committee's defect energies or barriers: each member's value and the mean +- spread, per path or defect."""
+    rows = doc.get(table) or []
+    if not rows:
+        raise InsertflowError(f"committee '{doc['study']}' has no {table} every member computed")
+    key = "energy" if table == "defects" else "forward_barrier"
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.32 * len(rows)), layout="constrained")
+    ys = np.arange(len(rows))
+    for index, member in enumerate(rows[0][key]):
+        ax.plot([r[key][member] for r in rows], ys, "o", ms=4, color=f"C{index + 1}", label=member)
+    ax.errorbar(
+        [r["mean"] for r in rows],
+        ys,
+        xerr=[r["spread"] for r in rows],
+        fmt="|",
+        color="k",
+        capsize=3,
+        label="mean +- spread",
+    )
+    if table == "barriers" and doc.get("kinetic_limit"):
+        ax.axvline(doc["kinetic_limit"], color="C3", ls="--", lw=1, label=f"kinetic limit at {doc['temperature']:g} K")
+    else:
+        ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_yticks(ys, [f"{r['label'][:46]} ({r.get('verdict', '')})" for r in rows], fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlabel("defect energy (eV)" if table == "defects" else "forward barrier (eV)")
+    ax.set_title(f"{doc['host']['formula']}: {table} over {len(doc['members'])} members")
+    _legend_below(fig, ax)
+    return fig
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
     if doc.get("kind") == "defects":
@@ -229,6 +264,10 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
             figures |= {"tm_paths": path_figure(doc), "tm_barriers": barrier_vs_x_figure(doc)}
     elif doc.get("kind") == "barriers":
         figures = {"paths": path_figure(doc)}
+    elif doc.get("kind") == "committee" and doc.get("study_type") in ("defects", "barriers"):
+        figures = {f"{t}_committee": committee_spread_figure(doc, t) for t in ("defects", "barriers") if doc.get(t)}
+        if not figures:
+            raise InsertflowError(f"committee '{doc['study']}' has nothing every member computed to plot")
     elif doc.get("kind") == "committee":
         figures = {"voltage_committee": committee_figure(doc)}
     elif doc.get("kind") == "electronic_structure":

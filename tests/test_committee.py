@@ -152,7 +152,7 @@ def test_defect_signs_lowest_configurations_and_kinetic_verdicts_by_hand():
 
 
 @pytest.mark.slow  # ~30 s; runs in CI
-def test_a_defect_committee_spreads_energies_and_barriers_by_the_known_differences():
+def test_a_defect_committee_spreads_energies_and_barriers_by_the_known_differences(tmp_path):
     """The coupled mock (Co migration -0.8 eV at x = 0.5 and 0, the -0.8 eV per TM-TM edge it leaves) against one
     with a -0.7 eV edge and a higher NEB bump. Every migration energy differs by exactly 0.1 eV: spread 0.05 eV,
     and both members say it forms. The barriers are the analytic maxima of the mock paths (0.23 and 1.46 eV): one
@@ -191,6 +191,10 @@ def test_a_defect_committee_spreads_energies_and_barriers_by_the_known_differenc
     assert set(table["label"]) == {d["label"] for d in doc["defects"]} and (table[second] - table[first]).gt(0.09).all()
     text = render_summary(doc, "memory")
     assert "TM migration onset differs" in text and "undecided" in text
+    from insertflow.plotting import write_plots
+
+    names = sorted(path.name for path in write_plots(doc, tmp_path))
+    assert names == [f"{doc['study']}_barriers_committee.png", f"{doc['study']}_defects_committee.png"]
 
 
 def test_a_barrier_committee_brackets_the_kinetic_limit_with_the_two_bumps():

@@ -56,6 +56,11 @@ def test_a_checker_that_differs_by_a_li_site_energy_keeps_the_hull_and_shifts_ev
     table = insertflow.spot_checks("licoo2-levels-mock", store=store)
     assert list(table["label"]) == [o["label"] for o in hull] and table["difference"].abs().max() < 1e-9
     assert table.attrs["geometry_from"] == "mock" and table.attrs["statics"] == len(hull) + 1
+    from insertflow.plotting import profile_figure
+
+    lines = profile_figure(doc).axes[0].lines
+    dft_line = next(line for line in lines if "energies on these geometries" in str(line.get_label()))
+    assert max(dft_line.get_ydata()) == pytest.approx(max(s["voltage"] for s in spot["steps"]))
     again = run_recipe(spot_checked(window=0.0), store=store, stream=io.StringIO())
     assert all(p["reused"] for p in again["spot_checks"]["points"])  # content-keyed statics
 
