@@ -10,10 +10,12 @@ __version__ = "0.1.0"
 
 from insertflow.db import (
     barriers,
+    cluster_expansion,
     committee,
     connect,
     defects,
     descriptors,
+    finite_temperature,
     get_structure,
     hysteresis,
     orderings,
@@ -25,10 +27,12 @@ from insertflow.db import (
 
 __all__ = [
     "barriers",
+    "cluster_expansion",
     "committee",
     "connect",
     "defects",
     "descriptors",
+    "finite_temperature",
     "get_structure",
     "hysteresis",
     "orderings",

@@ -349,10 +349,47 @@ def render_levels(doc: dict, where: str) -> str:
     else:
         lines.append("Voltage profile: not computed")
     lines += _spot_check_lines(doc.get("spot_checks"))
+    lines += _finite_temperature_lines(doc)
     screening = ""
     if screen:
         screening = " Screening " + ("reused." if doc.get("screening_reused") else "computed.")
     return "\n".join(lines + _footer(doc, where, screening))
+
+
+def _finite_temperature_lines(doc: dict) -> list[str]:
+    """The cluster expansion's fit and ground states, and the Monte Carlo's plateaus and T_c."""
+    ce, finite = doc.get("cluster_expansion"), doc.get("finite_temperature")
+    if not ce:
+        return []
+    lines = [
+        f"Cluster expansion: {ce['n_structures']} orderings, {ce['n_parameters']} parameters (cutoffs "
+        f"{ce['cutoffs']} A), CV RMSE {ce['cv_rmse']:.2f} meV/site; ground states at x = "
+        + ", ".join(f"{g['x']:.3f}" for g in ce["ground_states"])
+        + f" ({ce['iterations']} search round(s), {len(ce['added'])} ordering(s) added)"
+    ]
+    lines += [f"  warning: {w}" for w in ce["warnings"]]
+    if finite:
+        reused = " (reused)" if finite.get("reused") else ""
+        lines.append(
+            f"Monte Carlo{reused}: {finite['runs']} runs on {finite['active_sites']} sites, {finite['seconds']:.0f} s"
+        )
+        for temperature in sorted({c["temperature"] for c in finite["curves"]}):
+            regions = [p for p in finite["plateaus"] if p["temperature"] == temperature]
+            text = "; ".join(f"x {p['x_low']:.2f}-{p['x_high']:.2f} at {p['voltage']:.3f} V" for p in regions)
+            lines.append(f"  {temperature:g} K: two-phase {text or 'none'}")
+        for scan in finite["transitions"]:
+            tc = f"T_c {scan['critical_temperature']:g} K" if scan["critical_temperature"] else scan["note"]
+            lines.append(f"  ordering at x={scan['x']:.3f}: {tc}")
+        checked = [c for c in finite["expansion_step_checks"] if c["difference"] is not None]
+        if checked:
+            worst = max(abs(c["difference"]) for c in checked)
+            lines.append(
+                f"  {checked[0]['temperature']:g} K against the expansion's 0 K steps: largest difference "
+                f"{1000 * worst:.0f} mV over {len(checked)} steps"
+            )
+        if finite["not_equilibrated"]:
+            lines.append(f"  {len(finite['not_equilibrated'])} run(s) not equilibrated (see not_equilibrated)")
+    return lines
 
 
 def _spot_check_lines(spot: dict | None) -> list[str]:

@@ -284,6 +284,46 @@ def spot_checks(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
     return frame
 
 
+def finite_temperature(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """V(x) per temperature of a levels study run with finite_temperature: (T, x, voltage) rows."""
+    doc = study(name, store, kind="insertion_levels")
+    finite = doc.get("finite_temperature")
+    if not finite:
+        raise InsertflowError(f"study '{name}' has no Monte Carlo (a levels study with finite_temperature: runs it)")
+    rows = [
+        {"temperature": c["temperature"], "x": x, "voltage": v}
+        for c in finite["curves"]
+        for x, v in zip(c["x"], c["voltage"], strict=True)
+    ]
+    frame = pd.DataFrame(rows, columns=["temperature", "x", "voltage"])
+    frame.attrs.update(
+        {
+            "plateaus": finite["plateaus"],
+            "transitions": [
+                {"x": t["x"], "critical_temperature": t["critical_temperature"], "note": t["note"]}
+                for t in finite["transitions"]
+            ],
+            "step_checks": finite["step_checks"],
+            "cv_rmse": doc["cluster_expansion"]["cv_rmse"],
+            "calculator": doc["calculator"]["name"],
+        }
+    )
+    return frame
+
+
+def cluster_expansion(name: str, store: JobStore | str | None = None) -> pd.DataFrame:
+    """The ECIs of a levels study's cluster expansion, one row per orbit; the fit's numbers in ``attrs``."""
+    doc = study(name, store, kind="insertion_levels")
+    ce = doc.get("cluster_expansion")
+    if not ce:
+        raise InsertflowError(f"study '{name}' has no cluster expansion (a levels study with finite_temperature:)")
+    frame = pd.DataFrame(ce["orbits"])
+    frame["parameter"] = ce["parameters"]
+    frame.attrs.update({k: ce[k] for k in ("cv_rmse", "train_rmse", "n_structures", "cutoffs", "fit_method")})
+    frame.attrs["ground_states_x"] = [g["x"] for g in ce["ground_states"]]
+    return frame
+
+
 def descriptors(
     name: str, store: JobStore | str | None = None, x_min: float | None = None, x_max: float | None = None
 ) -> pd.DataFrame:

@@ -256,6 +256,36 @@ def committee_spread_figure(doc: dict, table: str) -> Figure:
     return fig
 
 
+def finite_temperature_figure(doc: dict) -> Figure:
+    """V(x) at each Monte Carlo temperature over the 0 K staircase, and -dx/dV (what a dQ/dV plot shows)."""
+    finite = doc["finite_temperature"]
+    fig, (ax, dq) = plt.subplots(1, 2, figsize=(10, 4.6), layout="constrained")
+    ax.plot(*loop_xy(doc["steps"]), color="k", lw=1.5, label="0 K (levels hull)")
+    for number, curve in enumerate(finite["curves"]):
+        color = f"C{number}"
+        ax.plot(curve["x"], curve["voltage"], "o-", ms=3, lw=1, color=color, label=f"{curve['temperature']:g} K")
+        sweep = sorted(
+            (p for p in finite["points"] if p["ensemble"] == "sgc" and p["temperature"] == curve["temperature"]),
+            key=lambda p: p["voltage"],
+        )
+        volts = np.array([p["voltage"] for p in sweep])
+        xs = np.array([p["x"] for p in sweep])
+        if len(volts) > 2:
+            middle = 0.5 * (volts[1:] + volts[:-1])
+            dq.plot(middle, -np.diff(xs) / np.diff(volts), color=color, label=f"{curve['temperature']:g} K")
+    for plateau in finite["plateaus"]:
+        ax.hlines(plateau["voltage"], plateau["x_low"], plateau["x_high"], colors="C3", lw=3, alpha=0.4)
+    ion = doc["host"]["working_ion"]
+    ax.set_xlabel(f"x in {ion}$_x$ host")
+    ax.set_ylabel(f"voltage vs {ion}/{ion}$^+$ (V)")
+    ax.set_title(f"{doc['host']['formula']}: {doc['calculator']['name']} + cluster expansion")
+    dq.set_xlabel(f"voltage vs {ion}/{ion}$^+$ (V)")
+    dq.set_ylabel("-dx/dV (1/V), SGC")
+    dq.set_title("differential capacity")
+    _legend_below(fig, ax)
+    return fig
+
+
 def write_plots(doc: dict, folder: str | Path) -> list[Path]:
     """Write a study's figures as PNGs (levels: hull and profiles; defects: the loop); return their paths."""
     if doc.get("kind") == "defects":
@@ -284,6 +314,8 @@ def write_plots(doc: dict, folder: str | Path) -> list[Path]:
             "voltage_vs_x": profile_figure(doc, "x"),
             "voltage_vs_capacity": profile_figure(doc, "capacity"),
         }
+        if doc.get("finite_temperature"):
+            figures["finite_temperature"] = finite_temperature_figure(doc)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -12,6 +12,9 @@ from insertflow.errors import RecipeError
 from insertflow.resources import shipped_dir
 from insertflow.sampling.defects import default_rattle_seed
 
+#: K: the default heat-capacity scan of a finite-temperature study.
+TRANSITION_TEMPERATURES = (25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0)
+
 
 class CalculatorSpec(BaseModel):
     """Which calculator and its settings (see ``insertflow.calculators``)."""
@@ -167,6 +170,37 @@ class SpotCheckSpec(BaseModel):
     )
 
 
+class FiniteTemperatureSpec(BaseModel):
+    """Cluster expansion of a levels study and Monte Carlo V(x, T) (see insertflow.flows.finite_temperature)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoffs: list[float] = Field([6.0], min_length=1, description="A: pair (then triplet, ...) cutoffs")
+    fit_method: str = Field("least-squares", description="trainstation fit: least-squares, ardr, lasso, ...")
+    n_splits: int = Field(5, ge=2, description="k-fold cross validation")
+    max_drift: float = Field(1.0, gt=0, description="A: a relaxed ordering whose atoms moved further is left out")
+    max_cv_rmse: float = Field(5.0, gt=0, description="meV/site: a larger CV error is warned about and stored")
+    ground_state_cells: int = Field(
+        8, ge=1, description="Ground states searched in supercells of up to this many cells"
+    )
+    ground_state_iterations: int = Field(2, ge=0, description="Rounds of relaxing new ground states and refitting")
+    max_new_per_iteration: int = Field(4, ge=1, description="New ground states relaxed per round")
+    temperatures: list[float] = Field([50.0, 300.0, 600.0], min_length=1, description="K: the V(x) curves")
+    n_mu: int = Field(30, ge=3, description="SGC chemical potentials per temperature")
+    voltage_margin: float = Field(0.3, ge=0, description="V beyond the 0 K steps the SGC grid spans")
+    supercell: list[int] | None = Field(None, description="Repeats of the enumeration cell; default >= 200 sites")
+    equilibration: int = Field(200, ge=1, description="Sweeps discarded per Monte Carlo run")
+    production: int = Field(400, ge=10, description="Sweeps averaged per Monte Carlo run")
+    kappa: float = Field(200.0, gt=0, description="VCSGC variance constraint")
+    seed: int = Field(0, description="Monte Carlo random seed")
+    n_x: int = Field(25, ge=2, description="VCSGC compositions per temperature, evenly inside the x range")
+    gap_min: float = Field(0.1, gt=0, description="Fraction of the x range: smaller SGC jumps are not two-phase")
+    transition_temperatures: list[float] = Field(
+        list(TRANSITION_TEMPERATURES), min_length=3, description="K: heat-capacity scan for T_c"
+    )
+    transitions: list[float] | None = Field(None, description="x of the 0 K vertices scanned; default every one")
+
+
 class Recipe(BaseModel):
     """A study: host, calculator, guard and store."""
 
@@ -195,6 +229,9 @@ class Recipe(BaseModel):
         description="DFT statics on the ML geometries: the hull and near-hull orderings (insertion_levels), the "
         "lowest defect per kind and x and the migrated TM (defects)",
     )
+    finite_temperature: FiniteTemperatureSpec | None = Field(
+        None, description="insertion_levels: cluster expansion of the orderings and Monte Carlo V(x, T)"
+    )
     layer_guard: LayerGuardSpec = Field(default_factory=LayerGuardSpec, description="Layers drifting apart on relaxing")
     levels: LevelsSpec | None = Field(None, description="Settings of an insertion_levels study")
     defects: DefectsSpec | None = Field(None, description="Settings of a defects study")
@@ -216,6 +253,8 @@ class Recipe(BaseModel):
             raise ValueError("committee: is for study end_member_voltage, insertion_levels, defects or barriers")
         if self.spot_check is not None and self.study not in ("insertion_levels", "defects"):
             raise ValueError("spot_check: is for study insertion_levels or defects")
+        if self.finite_temperature is not None and self.study != "insertion_levels":
+            raise ValueError("finite_temperature: is for study insertion_levels")
         if self.barriers is not None and self.study != "barriers":
             raise ValueError("the 'barriers' section belongs to study: barriers")
         if (self.electronic is not None) != (self.study == "electronic_structure"):

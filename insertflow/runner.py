@@ -12,6 +12,8 @@ from typing import TextIO
 
 from jobflow import Flow, JobStore, run_locally
 
+from insertflow.analysis.cluster_expansion import ActiveLattice
+from insertflow.analysis.voltage import framework_unit
 from insertflow.calculators import get_calculator
 from insertflow.calculators.base import NebSettings
 from insertflow.calculators.composite import GeometryThenEnergy
@@ -22,6 +24,7 @@ from insertflow.flows.defect_spot_checks import DefectSpotCheckSettings, with_de
 from insertflow.flows.defects import DefectStudyMaker
 from insertflow.flows.electronic import ElectronicStructureMaker
 from insertflow.flows.end_members import EndMemberVoltageMaker
+from insertflow.flows.finite_temperature import FiniteTemperatureSettings, with_finite_temperature
 from insertflow.flows.kinetics import BarrierSettings, BarrierStudyMaker
 from insertflow.flows.levels import InsertionLevelsMaker
 from insertflow.flows.spot_checks import SpotCheckSettings, with_spot_checks
@@ -30,6 +33,7 @@ from insertflow.progress import ProgressReporter, reporting
 from insertflow.recipe import BarriersSpec, DefectsSpec, LevelsSpec, Recipe
 from insertflow.sampling.defects import DefectSettings
 from insertflow.sampling.orderings import OrderingSettings, select_orderings
+from insertflow.sampling.sublattices import active_site_indices
 from insertflow.store import StoreConfig, open_store, resolve_store_config
 
 #: ``kind`` of every study document a recipe can produce.
@@ -231,6 +235,15 @@ def _levels_flow(recipe: Recipe, host: Host, calculator, guard: LayerGuard) -> t
             recipe.name,
         )
         plan["spot checks"] = 1
+    if recipe.finite_temperature is not None:
+        primitive = host.structure.get_primitive_structure()
+        active = active_site_indices(
+            primitive, host.working_ion, levels.active_sites, where=f"host '{host.name}'", section="levels"
+        )
+        lattice = ActiveLattice(primitive, active, host.working_ion, framework_unit(host.formula, host.working_ion))
+        settings = FiniteTemperatureSettings(**recipe.finite_temperature.model_dump())
+        flow = with_finite_temperature(flow, lattice, calculator, guard, settings, recipe.name)
+        plan["cluster expansion"] = 1
     return flow, plan
 
 

@@ -144,6 +144,80 @@ class StepDoc(BaseModel):
     label_high: str
 
 
+class ClusterExpansionDoc(BaseModel):
+    """A cluster expansion fitted to an insertion-levels study's relaxed orderings (icet + trainstation)."""
+
+    study: str
+    kind: Literal["cluster_expansion"] = "cluster_expansion"
+    calculator: dict = Field(description="Identity of the calculator whose relaxations were fitted")
+    lattice: dict = Field(description="primitive (pymatgen Structure dict), active (site indices), working_ion")
+    cutoffs: list[float] = Field(description="A: pair, triplet, ... cutoffs of the cluster space")
+    fit_method: str
+    property: str = "formation energy against the study's end members, eV per lattice site (vacancies counted)"
+    parameters: list[float] = Field(description="ECIs times multiplicity as icet stores them, one per orbit")
+    orbits: list[dict] = Field(default_factory=list, description="order, radius (A), multiplicity per parameter")
+    n_structures: int
+    n_parameters: int
+    n_nonzero: int
+    cv_rmse: float = Field(description="meV per site, k-fold cross validation")
+    train_rmse: float = Field(description="meV per site")
+    training: list[dict] = Field(
+        default_factory=list, description="label, x, source, drift (A), used, reason, residual (meV/site) per ordering"
+    )
+    ground_states: list[dict] = Field(
+        default_factory=list, description="x, formation energy (eV per framework unit), cells, in_training"
+    )
+    ground_state_cells: int = Field(description="Orderings in supercells of up to this many cells were searched")
+    searched: int = Field(0, description="Orderings the ground-state search evaluated")
+    levels_hull_x: list[float] = Field(default_factory=list)
+    calculator_hull_x: list[float] = Field(
+        default_factory=list, description="Hull of the calculator's energies of every fitted ordering"
+    )
+    ground_states_agree: bool = Field(
+        description="The expansion's ground states in the study's x range are the calculator hull of the fitted set"
+    )
+    matches_levels_hull: bool = Field(False, description="... and the levels study's hull (searched in fewer cells)")
+    expansion_steps: list[dict] = Field(
+        default_factory=list, description="x_low, x_high, voltage: the 0 K profile of the expansion's ground states"
+    )
+    iterations: int = Field(0, description="Ground-state rounds that relaxed new orderings and refitted")
+    added: list[str] = Field(default_factory=list, description="Labels of the orderings the search relaxed")
+    cap_reached: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FiniteTemperatureDoc(BaseModel):
+    """V(x, T) from Monte Carlo on a cluster expansion: SGC sweeps, VCSGC inside gaps, plateaus, T_c."""
+
+    study: str
+    kind: Literal["finite_temperature"] = "finite_temperature"
+    key: str = Field(description="Content key: the expansion's parameters and lattice and every setting below")
+    settings: dict
+    supercell: list[int]
+    active_sites: int = Field(description="Active sites of the Monte Carlo supercell")
+    voltage_reference: float = Field(description="V of the end-member line: V = V_ref - dmu / z")
+    x_range: list[float]
+    points: list[dict] = Field(default_factory=list, description="Every Monte Carlo run (ensemble, T, dmu, x, V, ...)")
+    curves: list[dict] = Field(default_factory=list, description="temperature, x, voltage: V(x) per T")
+    plateaus: list[dict] = Field(default_factory=list, description="Two-phase regions: T, x_low, x_high, voltage")
+    transitions: list[dict] = Field(
+        default_factory=list, description="Per interior 0 K vertex: heat capacity vs T and T_c (its peak)"
+    )
+    step_checks: list[dict] = Field(
+        default_factory=list, description="The levels' 0 K steps against the lowest-T VCSGC voltages inside them"
+    )
+    expansion_step_checks: list[dict] = Field(
+        default_factory=list, description="The expansion's own 0 K steps against the same (the Monte Carlo's check)"
+    )
+    not_equilibrated: list[str] = Field(default_factory=list, description="Runs whose halves disagree")
+    runs: int = 0
+    trials: int = 0
+    seconds: float = 0.0
+    reused: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class InsertionLevelsDoc(BaseModel):
     """Orderings at every x, the formation-energy hull and the 0 K voltage profile.
 
@@ -172,6 +246,8 @@ class InsertionLevelsDoc(BaseModel):
         description="DFT statics on the ML geometries of the hull and near-hull orderings: ML vs DFT formation "
         "energies and hull membership per point, and the profile from the DFT energies",
     )
+    cluster_expansion: ClusterExpansionDoc | None = Field(None, description="With finite_temperature: the fit")
+    finite_temperature: FiniteTemperatureDoc | None = Field(None, description="With finite_temperature: V(x, T)")
     calculations: list[CalculationRecord] = Field(default_factory=list, description="Relaxation records, ion last")
     failed: list[FailedCalculation] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list, description="Compositions or references the profile lacks")

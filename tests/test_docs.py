@@ -13,6 +13,7 @@ from insertflow.recipe import (
     CalculatorSpec,
     DefectsSpec,
     ElectronicSpec,
+    FiniteTemperatureSpec,
     LayerGuardSpec,
     LevelsSpec,
     Recipe,
@@ -50,6 +51,7 @@ def test_mkdocs_builds_strictly(tmp_path):
         (ElectronicSpec, "electronic."),
         (BarriersSpec, "barriers."),
         (SpotCheckSpec, "spot_check."),
+        (FiniteTemperatureSpec, "finite_temperature."),
     ],
 )
 def test_every_recipe_key_is_documented_with_a_meaning(model, prefix):
