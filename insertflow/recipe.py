@@ -198,7 +198,9 @@ class FiniteTemperatureSpec(BaseModel):
     transition_temperatures: list[float] = Field(
         list(TRANSITION_TEMPERATURES), min_length=3, description="K: heat-capacity scan for T_c"
     )
-    transitions: list[float] | None = Field(None, description="x of the 0 K vertices scanned; default every one")
+    transitions: list[float] | None = Field(
+        None, description="x of the 0 K vertices scanned; default the levels hull's"
+    )
 
 
 class Recipe(BaseModel):

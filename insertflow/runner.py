@@ -272,20 +272,22 @@ def run_recipe(
 
 
 def _study_of_this_run(responses: dict, store: JobStore, name: str) -> dict | None:
-    """The stored document of the last study job this run executed (None if it never finished).
+    """The stored document of the last study job this run completed (None if it never finished).
 
-    The last: a study whose document a later job completes (spot checks) stores it twice.
+    The last by completion time: a study whose document later jobs complete (spot checks, the
+    Monte Carlo) stores it more than once, and a replaced job's responses share its uuid.
     """
-    found = None
+    found = []
     for uuid, by_index in responses.items():
         for index, response in by_index.items():
             output = getattr(response, "output", None)
             if getattr(output, "study", None) == name and getattr(output, "kind", None) in STUDY_KINDS:
-                found = (uuid, index)
-    if found is None:
+                found.append((uuid, index))
+    stored = [store.query_one({"uuid": u, "index": i}, properties=["output", "completed_at"]) for u, i in found]
+    stored = [s for s in stored if s is not None]
+    if not stored:
         return None
-    stored = store.query_one({"uuid": found[0], "index": found[1]}, properties=["output"])
-    return None if stored is None else stored["output"]
+    return max(stored, key=lambda s: str(s.get("completed_at", "")))["output"]
 
 
 @contextlib.contextmanager

@@ -182,6 +182,8 @@ class ClusterExpansionDoc(BaseModel):
     )
     iterations: int = Field(0, description="Ground-state rounds that relaxed new orderings and refitted")
     added: list[str] = Field(default_factory=list, description="Labels of the orderings the search relaxed")
+    added_new: int = Field(0, description="Of those, relaxations computed in this run")
+    added_reused: int = Field(0, description="Of those, relaxations reused from the store")
     cap_reached: bool = False
     warnings: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)

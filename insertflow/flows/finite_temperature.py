@@ -53,6 +53,8 @@ from insertflow.recipe import TRANSITION_TEMPERATURES
 from insertflow.sampling.orderings import tight_matcher
 from insertflow.schemas import CalculationRecord, ClusterExpansionDoc, FiniteTemperatureDoc, InsertionLevelsDoc
 
+#: Part of the Monte Carlo's content key: raised when what it computes from the same inputs changes.
+MONTE_CARLO_VERSION = 2
 FIT_STAGE = "cluster expansion"
 MC_STAGE = "monte carlo"
 
@@ -80,7 +82,7 @@ class FiniteTemperatureSettings(MSONable):
     n_x: int = 25  # VCSGC compositions per temperature, evenly inside the x range
     gap_min: float = 0.1  # fraction of the x range: smaller SGC jumps are not two-phase regions
     transition_temperatures: list[float] = field(default_factory=lambda: list(TRANSITION_TEMPERATURES))
-    transitions: list[float] | None = None  # x of the 0 K vertices to scan; default every interior vertex
+    transitions: list[float] | None = None  # x of the 0 K vertices to scan; default the levels hull's interior ones
 
 
 def default_supercell(active_per_cell: int, target: int = 200) -> list[int]:
@@ -254,6 +256,9 @@ def fit_expansion(
         return Response(replace=Flow([*jobs, again], output=again.output))
 
     ce_doc = _expansion_doc(doc, study, lattice_data, space, fit, points, states, searched, settings, iteration)
+    records = [CalculationRecord.model_validate(raw) for raw in extra if raw is not None]
+    ce_doc.added_new = sum(1 for r in records if not r.reused)
+    ce_doc.added_reused = sum(1 for r in records if r.reused)
     ce_doc.cap_reached = bool(new)
     if new:
         ce_doc.warnings.append(
@@ -357,6 +362,7 @@ def _xs(values: list[float]) -> str:
 def monte_carlo_key(ce_doc: dict, settings: FiniteTemperatureSettings, doc: dict) -> str:
     """Content key of a Monte Carlo result: the expansion, its lattice, the end-member line and the settings."""
     payload = {
+        "version": MONTE_CARLO_VERSION,
         "parameters": [round(p, 10) for p in ce_doc["parameters"]],
         "cutoffs": ce_doc["cutoffs"],
         "lattice": ce_doc["lattice"],
@@ -377,6 +383,8 @@ def monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings, st
     """SGC sweeps, VCSGC inside gaps and heat-capacity scans; V(x, T) attached to the levels document."""
     result = InsertionLevelsDoc.model_validate(doc)
     result.cluster_expansion = ClusterExpansionDoc.model_validate(ce_doc)
+    result.new_calculations += result.cluster_expansion.added_new  # the ground states the search relaxed
+    result.reused_calculations += result.cluster_expansion.added_reused
     key = monte_carlo_key(ce_doc, settings, doc)
     cached = None
     if CURRENT_JOB.store is not None:
@@ -412,9 +420,10 @@ def run_monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings
     xs = [x_range[0] + span * (k + 1) / (settings.n_x + 1) for k in range(settings.n_x)]
     points, regions = [], []
     temperatures = sorted(settings.temperatures)
-    vertices = _interior_vertices(steps)
-    if settings.transitions is not None:
-        vertices = [v for v in vertices if any(abs(v[0] - x) < 1e-3 for x in settings.transitions)]
+    # the stability window of a vertex is the expansion's own (its ground states can split a levels step)
+    vertices = _interior_vertices(ce_doc.get("expansion_steps") or steps)
+    wanted = settings.transitions if settings.transitions is not None else doc.get("hull_x", [])
+    vertices = [v for v in vertices if any(abs(v[0] - x) < 1e-3 for x in wanted)]
     progress.add_to_plan(MC_STAGE, len(temperatures) + len(vertices))
     for temperature in temperatures:
         where = f"T={temperature:g} K"
