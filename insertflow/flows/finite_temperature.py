@@ -424,7 +424,7 @@ def run_monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings
     vertices = _interior_vertices(ce_doc.get("expansion_steps") or steps)
     wanted = settings.transitions if settings.transitions is not None else doc.get("hull_x", [])
     vertices = [v for v in vertices if any(abs(v[0] - x) < 1e-3 for x in wanted)]
-    progress.add_to_plan(MC_STAGE, len(temperatures) + len(vertices))
+    progress.add_to_plan(MC_STAGE, len(temperatures) + len(vertices) + 1)  # + the summary
     for temperature in temperatures:
         where = f"T={temperature:g} K"
         progress.emit(
@@ -442,7 +442,10 @@ def run_monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings
     scans = []
     for x, voltage in vertices:
         progress.emit(MC_STAGE, f"T_c x={x:.3f}", "heat capacity on heating...")
-        scans.append(transition_scan(sampler, x, voltage, settings.transition_temperatures))
+        scan = transition_scan(sampler, x, voltage, settings.transition_temperatures)
+        scans.append(scan)
+        found = f"heat-capacity peak at {scan.critical_temperature:g} K" if scan.critical_temperature else scan.note
+        progress.emit(MC_STAGE, f"T_c x={x:.3f}", found)
     unsettled = [
         f"{p.ensemble} T={p.temperature:g} K V={p.voltage:.3f}: x drifted {p.drift:.3f} between halves"
         for p in points
