@@ -26,6 +26,14 @@ from insertflow.errors import InsertflowError
 VACANCY = "X"
 
 
+def without_vacancies(atoms: Atoms) -> Structure:
+    """An icet-decorated cell as a pymatgen structure, its vacancies (``X``) removed."""
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    if VACANCY in {sp.symbol for sp in structure.composition.elements}:
+        structure.remove_species([VACANCY])
+    return structure
+
+
 class FitError(InsertflowError):
     """A cluster expansion that cannot be fitted from the data given."""
 
@@ -239,10 +247,7 @@ class GroundState:
 
     def structure(self) -> Structure:
         """The ordering as a pymatgen structure, vacancies removed."""
-        structure = AseAtomsAdaptor.get_structure(self.atoms)
-        if VACANCY in {sp.symbol for sp in structure.composition.elements}:
-            structure.remove_species([VACANCY])
-        return structure
+        return without_vacancies(self.atoms)
 
 
 def ground_states(

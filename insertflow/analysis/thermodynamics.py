@@ -233,9 +233,9 @@ def ideal_slope(sampler: Sampler, temperature: float, x: float) -> float:
     return per_c * sampler.lattice.formula_units / len(sampler.lattice.active)
 
 
-def vcsgc_grid(sampler: Sampler, temperature: float, xs: list[float], start: Atoms | None = None):
+def vcsgc_grid(sampler: Sampler, temperature: float, xs: list[float]) -> list[MonteCarloPoint]:
     """VCSGC at every x of ``xs`` (increasing), each from its neighbour's last configuration."""
-    points, atoms = [], start
+    points, atoms = [], None
     for x in sorted(xs):
         point, atoms = sampler.vcsgc(temperature, x, atoms)
         points.append(point)

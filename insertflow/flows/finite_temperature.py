@@ -4,8 +4,8 @@
 expansion for ground states in larger cells, and when it finds one the study did not compute it
 relaxes it with the study's calculator (a content-keyed ``CalculationMaker`` job, reused on a rerun)
 and replaces itself with those relaxations and a refit, up to ``ground_state_iterations`` rounds.
-``monte_carlo`` then runs SGC sweeps, VCSGC inside gaps and heat-capacity scans, and attaches the
-expansion and V(x, T) to the levels document. The Monte Carlo result is content-keyed on the
+``monte_carlo`` then runs SGC sweeps (refined across jumps), VCSGC on an x grid and heat-capacity
+scans, and attaches the expansion and V(x, T) to the levels document. The Monte Carlo result is content-keyed on the
 expansion and every setting, so a rerun reuses it.
 """
 
@@ -34,6 +34,7 @@ from insertflow.analysis.cluster_expansion import (
     ground_states,
     hull_steps,
     mapped_point,
+    without_vacancies,
 )
 from insertflow.analysis.profile import per_formula_unit
 from insertflow.analysis.thermodynamics import (
@@ -173,20 +174,10 @@ def training_points(doc: dict, extra: list[dict], lattice: ActiveLattice, max_dr
     return points
 
 
-def _is_known(candidate: Structure, x: float, points: list[TrainingPoint]) -> bool:
-    """Whether an ordering at ``x`` is already one of the fitted ones (same decoration of the lattice)."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-
+def _is_known(candidate: Structure, x: float, known: list[tuple[float, Structure]]) -> bool:
+    """Whether an ordering at ``x`` is one of the ``known`` (x, structure) ones (same decoration of the lattice)."""
     matcher = tight_matcher()
-    for point in points:
-        if point.atoms is None or abs(point.x - x) > 1e-6:
-            continue
-        known = AseAtomsAdaptor.get_structure(point.atoms)
-        if "X" in {sp.symbol for sp in known.composition.elements}:
-            known.remove_species(["X"])
-        if matcher.fit(candidate, known):
-            return True
-    return False
+    return any(abs(kx - x) <= 1e-6 and matcher.fit(candidate, structure) for kx, structure in known)
 
 
 @job
@@ -223,9 +214,10 @@ def fit_expansion(
     states, searched = ground_states(fit, lattice, settings.ground_state_cells)
     x_low, x_high = doc["x_range"]
     new = []
+    known = [(p.x, without_vacancies(p.atoms)) for p in points if p.atoms is not None]
     for state in states:
         structure = state.structure()
-        state.in_training = _is_known(structure, state.x, points)
+        state.in_training = _is_known(structure, state.x, known)
         if not state.in_training and x_low - 1e-6 <= state.x <= x_high + 1e-6:
             new.append((state, structure))
     progress.emit(
@@ -380,7 +372,7 @@ def _settings_dict(settings: FiniteTemperatureSettings) -> dict:
 
 @job
 def monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings, study: str) -> InsertionLevelsDoc:
-    """SGC sweeps, VCSGC inside gaps and heat-capacity scans; V(x, T) attached to the levels document."""
+    """SGC sweeps, a VCSGC grid and heat-capacity scans; V(x, T) attached to the levels document."""
     result = InsertionLevelsDoc.model_validate(doc)
     result.cluster_expansion = ClusterExpansionDoc.model_validate(ce_doc)
     result.new_calculations += result.cluster_expansion.added_new  # the ground states the search relaxed
@@ -394,6 +386,7 @@ def monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings, st
     if cached is not None:
         finite = FiniteTemperatureDoc.model_validate(cached["output"]["finite_temperature"])
         finite.reused = True
+        progress.add_to_plan(MC_STAGE, 1)
         progress.emit(MC_STAGE, study, f"reusing the stored Monte Carlo (key {key[:10]})")
     else:
         finite = run_monte_carlo(doc, ce_doc, settings, study, key)

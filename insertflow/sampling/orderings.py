@@ -25,13 +25,13 @@ from pymatgen.core import Composition, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from insertflow import progress
+from insertflow.analysis.cluster_expansion import VACANCY, without_vacancies
 from insertflow.analysis.voltage import framework_unit, ion_charge, units_of
 from insertflow.errors import RecipeError
 from insertflow.hosts import Host
 from insertflow.sampling.sublattices import active_site_indices
 
 STAGE = "enumeration"
-VACANCY = "X"
 #: Requested x values match reachable ones to this tolerance (ions per framework unit).
 X_TOLERANCE = 2e-3
 
@@ -285,10 +285,7 @@ def _enumerate(
             calibration = max(1.0, len(batch) / estimates[size])
         progress.emit(STAGE, f"size {size}", f"{len(batch)} distinct orderings")
         for generated in batch:
-            structure = AseAtomsAdaptor.get_structure(generated)
-            if VACANCY in {sp.symbol for sp in structure.composition.elements}:
-                structure.remove_species([VACANCY])
-            yield size, structure
+            yield size, without_vacancies(generated)
 
 
 def superlattice_count(size: int) -> int:
