@@ -378,7 +378,10 @@ def _finite_temperature_lines(doc: dict) -> list[str]:
             text = "; ".join(f"x {p['x_low']:.2f}-{p['x_high']:.2f} at {p['voltage']:.3f} V" for p in regions)
             lines.append(f"  {temperature:g} K: two-phase {text or 'none'}")
         for scan in finite["transitions"]:
-            tc = f"T_c {scan['critical_temperature']:g} K" if scan["critical_temperature"] else scan["note"]
+            method = scan.get("method", "heat capacity")
+            tc = f"T_c {scan['critical_temperature']:g} K ({method})" if scan["critical_temperature"] else scan["note"]
+            if scan.get("heat_capacity_peak") and method != "heat capacity":
+                tc += f", heat-capacity peak {scan['heat_capacity_peak']:g} K"
             lines.append(f"  ordering at x={scan['x']:.3f}: {tc}")
         checked = [c for c in finite["expansion_step_checks"] if c["difference"] is not None]
         if checked:

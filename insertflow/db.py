@@ -300,7 +300,13 @@ def finite_temperature(name: str, store: JobStore | str | None = None) -> pd.Dat
         {
             "plateaus": finite["plateaus"],
             "transitions": [
-                {"x": t["x"], "critical_temperature": t["critical_temperature"], "note": t["note"]}
+                {
+                    "x": t["x"],
+                    "critical_temperature": t["critical_temperature"],
+                    "method": t.get("method", "heat capacity"),
+                    "heat_capacity_peak": t.get("heat_capacity_peak"),
+                    "note": t["note"],
+                }
                 for t in finite["transitions"]
             ],
             "step_checks": finite["step_checks"],

@@ -196,7 +196,7 @@ class FiniteTemperatureSpec(BaseModel):
     n_x: int = Field(25, ge=2, description="VCSGC compositions per temperature, evenly inside the x range")
     gap_min: float = Field(0.1, gt=0, description="Fraction of the x range: smaller SGC jumps are not two-phase")
     transition_temperatures: list[float] = Field(
-        list(TRANSITION_TEMPERATURES), min_length=3, description="K: heat-capacity scan for T_c"
+        list(TRANSITION_TEMPERATURES), min_length=3, description="K: order-parameter and heat-capacity scan for T_c"
     )
     transitions: list[float] | None = Field(
         None, description="x of the 0 K vertices scanned; default the levels hull's"

@@ -177,6 +177,13 @@ class ClusterExpansionDoc(BaseModel):
         description="The expansion's ground states in the study's x range are the calculator hull of the fitted set"
     )
     matches_levels_hull: bool = Field(False, description="... and the levels study's hull (searched in fewer cells)")
+    levels_cells: int = Field(0, description="The largest supercell (in cells) the levels study enumerated")
+    levels_cells_ground_state_x: list[float] = Field(
+        default_factory=list, description="The expansion's ground states searched only in the levels study's cells"
+    )
+    matches_levels_hull_in_levels_cells: bool = Field(
+        False, description="Those ground states are the levels hull: like against like, the same cells searched"
+    )
     expansion_steps: list[dict] = Field(
         default_factory=list, description="x_low, x_high, voltage: the 0 K profile of the expansion's ground states"
     )

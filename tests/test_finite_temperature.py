@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 from icet import ClusterExpansion
+from pymatgen.core import Composition, Lattice, Structure
 
 import insertflow
 from insertflow.analysis.cluster_expansion import ActiveLattice, cluster_space
-from insertflow.analysis.thermodynamics import K_B, MonteCarloSettings, Sampler
+from insertflow.analysis.thermodynamics import K_B, MonteCarloSettings, Sampler, tile_ordering, transition_scan
 from insertflow.analysis.voltage import framework_unit
 from insertflow.cli import render_levels
 from insertflow.hosts import load_host
@@ -62,6 +63,33 @@ def test_sgc_monte_carlo_equals_exact_enumeration(temperature, dmu):
     assert 0.1 < exact < 0.9 and abs(exact - 0.5) > 0.05
     assert point.x == pytest.approx(exact, abs=0.02)
     assert point.equilibrated
+
+
+def test_order_parameter_finds_the_3d_ising_critical_temperature():
+    # A simple-cubic lattice gas (Li on the corners of a CsCl-type cell, Cl inert) with a nearest-
+    # neighbour repulsion is the 3D Ising antiferromagnet at x = 1/2: kT_c = 4.5115 J (Ferrenberg and
+    # Landau 1991), J from the expansion's own energies of the full lattice and the rocksalt ordering.
+    # The susceptibility of the checkerboard's order parameter peaks there; the scan's neighbours sit
+    # 15 % away, so a T_c off by one grid point fails, and so does heating from the wrong ordering.
+    primitive = Structure(Lattice.cubic(3.0), ["Li", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lattice = ActiveLattice(primitive, [0], "Li", Composition("Cl"))
+    expansion = ClusterExpansion(cluster_space(lattice, [3.1]), np.array([0.0, 0.0, 0.004]))
+    full = lattice.atoms().repeat((2, 2, 2))
+    checkerboard = full.copy()
+    checkerboard.set_chemical_symbols(
+        ["X" if a.symbol == "Li" and round(a.position.sum() / 3.0) % 2 else a.symbol for a in full]
+    )
+    per_ion = 2 * (expansion.predict(full) - expansion.predict(checkerboard))  # two sites per Li
+    exact = 4.5115 * per_ion / 6 / K_B  # E_full - E_rocksalt = 6 J per ion (3 bonds, -1 -> +1)
+    assert 100 < exact < 200
+    sampler = Sampler(expansion, lattice, MonteCarloSettings([6, 6, 6], 200, 600, seed=5), 3.0, 1)
+    assert tile_ordering(checkerboard, lattice.atoms().repeat((5, 5, 5))) is None  # period 2 on 5 cells
+    temperatures = [f * exact for f in (0.7, 0.85, 1.0, 1.15, 1.3)]
+    scan = transition_scan(sampler, 0.5, sampler.voltage(0.0), temperatures, checkerboard)
+    assert scan.method == "order parameter" and "tiled" in scan.start
+    assert scan.critical_temperature == pytest.approx(exact, rel=0.07)
+    assert scan.order_parameter[0] > 0.8 and scan.order_parameter[-1] < 0.35  # ordered, then melted
+    assert all(abs(x - 0.5) < 0.01 for x in scan.x_mean)  # dmu = 0 is the particle-hole symmetric point
 
 
 def mean_field_tc(ce_doc: dict) -> float:

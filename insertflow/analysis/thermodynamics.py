@@ -10,8 +10,10 @@ and kept when it stays larger than an ideal solution, of slope kT / (z c (1 - c)
 over the final interval. Variance-constrained SGC (VCSGC, Sadigh and Erhart 2012) samples every x
 on a grid, gaps included, and returns dF/dc: V(x) is continuous through a gap, and the mean VCSGC
 voltage inside a jump is the plateau voltage (an SGC sweep jumps late, out of a metastable phase). An order-disorder
-transition is the peak of the SGC heat capacity at the chemical potential in the middle of a 0 K
-vertex's stability window.
+transition is scanned on heating at the chemical potential in the middle of a 0 K vertex's stability
+window, from that vertex's ordering tiled on the supercell. Its long-range order parameter eta (the
+ordering's superlattice peaks of the structure factor, 1 when perfect) falls through T_c, where the
+order-parameter susceptibility N (<eta^2> - <eta>^2) / kT peaks; the heat-capacity peak is kept beside it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class MonteCarloPoint:
     equilibrated: bool
     drift: float  # |<x> first half - <x> second half| of production
     target_x: float | None = None  # VCSGC
+    order: tuple[float, float] | None = None  # (<eta>, <eta^2>) of a transition scan's ordering
 
     def as_dict(self) -> dict:
         """Plain dictionary (for documents)."""
@@ -76,15 +79,75 @@ class PlateauRegion:
 
 @dataclass
 class TransitionScan:
-    """Heat capacity against T at the middle of a 0 K vertex's stability window."""
+    """Order parameter and heat capacity against T at the middle of a 0 K vertex's stability window."""
 
     x: float
     voltage: float
     temperatures: list[float]
     heat_capacity: list[float]
     x_mean: list[float]
-    critical_temperature: float | None  # peak of C; None when the peak is at an end of the scan
+    critical_temperature: float | None  # susceptibility peak (else the heat-capacity peak); None at a scan end
     note: str = ""
+    method: str = "heat capacity"  # what critical_temperature comes from: order parameter or heat capacity
+    order_parameter: list[float] = field(default_factory=list)  # <eta> per T (1 = the perfect 0 K ordering)
+    susceptibility: list[float] = field(default_factory=list)  # N (<eta^2> - <eta>^2) / kT per T, 1/eV
+    heat_capacity_peak: float | None = None  # K: interior peak of C, kept beside the order-parameter T_c
+    start: str = "full cell"  # the 0 K ordering tiled on the supercell, or the full cell when it does not tile
+
+
+class OrderParameter:
+    """Long-range order of one ordering on the Monte Carlo supercell, from its superlattice peaks.
+
+    eta^2 = sum_q |sum_i (n_i - <n>) e^{i q.r_i}|^2 over the q where the perfect ordering has a peak, divided
+    by the same sum for the perfect ordering: 1 for it (and for any of its translations), about
+    sqrt(peaks / sites) when disordered. The q are the supercell's reciprocal points in two primitive
+    zones, so orderings inside one primitive cell of a multi-site sublattice show up too.
+    """
+
+    def __init__(self, occupied: np.ndarray, positions: np.ndarray, cell: np.ndarray, supercell: list[int]):
+        reciprocal = 2 * np.pi * np.linalg.inv(cell).T  # rows: the supercell's reciprocal vectors
+        grid = itertools.product(*(range(2 * n) for n in supercell))
+        qs = np.array([hkl for hkl in grid if any(hkl)], dtype=float) @ reciprocal
+        phases = np.exp(1j * positions @ qs.T).T  # (q, site)
+        amplitude = np.abs(phases @ (occupied - occupied.mean())) ** 2
+        peaks = amplitude > 1e-6 * max(float(amplitude.max()), 1e-12)
+        self.phases = phases[peaks]
+        self.norm = float(amplitude[peaks].sum())
+        self.peaks = int(peaks.sum())
+
+    def __call__(self, occupied: np.ndarray) -> float:
+        """The eta of one occupation (True/1 where the active site holds the ion)."""
+        if self.norm <= 0:
+            return 0.0
+        amplitude = np.abs(self.phases @ (occupied - occupied.mean())) ** 2
+        return math.sqrt(float(amplitude.sum()) / self.norm)
+
+
+def tile_ordering(ordering: Atoms, supercell: Atoms, tolerance: float = 1e-3) -> Atoms | None:
+    """``supercell`` decorated like ``ordering`` (same lattice, same frame), or None when it does not tile.
+
+    A supercell site takes the species of the ordering site it falls on modulo the ordering's cell.
+    """
+    inverse = np.linalg.inv(ordering.cell.array)
+    own = ordering.get_scaled_positions(wrap=True)
+    symbols = ordering.get_chemical_symbols()
+    placed = supercell.copy()
+    new = []
+    for position in supercell.positions:
+        fractional = position @ inverse
+        delta = own - fractional
+        delta -= np.round(delta)
+        distance = np.linalg.norm(delta @ ordering.cell.array, axis=1)
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > tolerance:
+            return None
+        new.append(symbols[nearest])
+    # the lattice must also repeat: every supercell vector is a whole number of ordering cells
+    repeats = supercell.cell.array @ inverse
+    if not np.allclose(repeats, np.round(repeats), atol=1e-6):
+        return None
+    placed.set_chemical_symbols(new)
+    return placed
 
 
 class Sampler:
@@ -106,6 +169,8 @@ class Sampler:
         self._seed = settings.seed
         self.runs = 0
         self.trials = 0
+        per_cell = len(lattice.primitive)  # ASE repeats the whole cell block by block
+        self.active_indices = np.array([c * per_cell + a for c in range(self.cells) for a in lattice.active])
 
     def voltage(self, dmu: float) -> float:
         """V of the chemical potential ``dmu``."""
@@ -124,8 +189,20 @@ class Sampler:
         ions = x * self.lattice.formula_units - self.lattice.inert_ions
         return ions / len(self.lattice.active)
 
-    def sgc(self, temperature: float, dmu: float, atoms: Atoms | None = None) -> tuple[MonteCarloPoint, Atoms]:
-        """One SGC run at ``dmu``; returns the point and the last configuration."""
+    def occupied(self, atoms: Atoms) -> np.ndarray:
+        """1.0 on each active site of ``atoms`` (a supercell configuration) that holds the ion, else 0.0."""
+        symbols = np.asarray(atoms.get_chemical_symbols())[self.active_indices]
+        return (symbols == self.lattice.working_ion).astype(float)
+
+    def order_parameter(self, ordering: Atoms) -> OrderParameter:
+        """The long-range order parameter of ``ordering`` (already tiled on this supercell)."""
+        positions = self.start.positions[self.active_indices]
+        return OrderParameter(self.occupied(ordering), positions, self.start.cell.array, self.settings.supercell)
+
+    def sgc(
+        self, temperature: float, dmu: float, atoms: Atoms | None = None, order: OrderParameter | None = None
+    ) -> tuple[MonteCarloPoint, Atoms]:
+        """One SGC run at ``dmu``; returns the point and the last configuration (``point.order``: <eta>, <eta^2>)."""
         from mchammer.ensembles import SemiGrandCanonicalEnsemble
 
         ensemble = self._ensemble(
@@ -134,10 +211,17 @@ class Sampler:
             temperature,
             chemical_potentials={self.lattice.working_ion: dmu, VACANCY: 0.0},
         )
-        counts, energies, acceptance = self._run(ensemble, ["potential"])
-        grand = energies[0] - dmu * (counts - self.lattice.inert_ions * self.cells)
+        tags = ["potential"]
+        if order is not None:
+            ensemble.attach_observer(order_observer(self, order, self.active_sites))
+            tags.append("order_parameter")
+        counts, values, acceptance = self._run(ensemble, tags)
+        grand = values[0] - dmu * (counts - self.lattice.inert_ions * self.cells)
         heat = float(np.var(grand) / (K_B * temperature) ** 2 / self.active_sites)
-        return self._point("sgc", temperature, dmu, counts, heat, acceptance), ensemble.structure
+        point = self._point("sgc", temperature, dmu, counts, heat, acceptance)
+        if order is not None:
+            point.order = (float(np.mean(values[1])), float(np.mean(values[1] ** 2)))
+        return point, ensemble.structure
 
     def vcsgc(self, temperature: float, x: float, atoms: Atoms | None = None) -> tuple[MonteCarloPoint, Atoms]:
         """One VCSGC run constrained near ``x``; its dmu is the mean free-energy derivative dF/dc."""
@@ -197,6 +281,27 @@ class Sampler:
             equilibrated=settled,
             drift=drift,
         )
+
+
+def _order_observer_class():
+    from mchammer.observers.base_observer import BaseObserver
+
+    class OrderObserver(BaseObserver):
+        """The eta of the current configuration, once per sweep."""
+
+        def __init__(self, sampler: Sampler, order: OrderParameter, interval: int):
+            super().__init__(return_type=float, interval=interval, tag="order_parameter")
+            self.sampler, self.order = sampler, order
+
+        def get_observable(self, structure: Atoms) -> float:
+            return self.order(self.sampler.occupied(structure))
+
+    return OrderObserver
+
+
+def order_observer(sampler: Sampler, order: OrderParameter, interval: int):
+    """An mchammer observer of eta (mchammer is imported only when a scan runs)."""
+    return _order_observer_class()(sampler, order, interval)
 
 
 def equilibration_check(series: np.ndarray, quantum: float, blocks: int = 10) -> tuple[float, float, bool]:
@@ -289,24 +394,53 @@ def plateaus(
     return regions, extra
 
 
-def transition_scan(sampler: Sampler, x: float, voltage: float, temperatures: list[float]) -> TransitionScan:
-    """Heat capacity on heating at fixed chemical potential; T_c at its peak (interior peaks only)."""
+def transition_scan(
+    sampler: Sampler, x: float, voltage: float, temperatures: list[float], ordering: Atoms | None = None
+) -> TransitionScan:
+    """Heating at fixed chemical potential from the 0 K ``ordering`` (ions and vacancies on the lattice).
+
+    With an ordering that tiles the supercell, T_c is the peak of the order-parameter susceptibility;
+    otherwise (or when it has no superlattice peak) the peak of the heat capacity. Interior peaks only.
+    """
     dmu = sampler.dmu(voltage)
-    heats, xs, atoms = [], [], None
-    for temperature in sorted(temperatures):
-        point, atoms = sampler.sgc(temperature, dmu, atoms)
+    tiled = tile_ordering(ordering, sampler.start) if ordering is not None else None
+    order = sampler.order_parameter(tiled) if tiled is not None else None
+    if order is not None and order.peaks == 0:
+        order = None  # the ordering is the lattice's own periodicity: nothing to melt
+    atoms = tiled if order is not None else None
+    heats, xs, etas, chis = [], [], [], []
+    ordered = sorted(temperatures)
+    for temperature in ordered:
+        point, atoms = sampler.sgc(temperature, dmu, atoms, order)
         heats.append(point.heat_capacity)
         xs.append(point.x)
-    ordered = sorted(temperatures)
-    peak = int(np.argmax(heats))
-    critical, note = None, ""
-    if 0 < peak < len(ordered) - 1:
-        critical = float(ordered[peak])
-    elif peak == 0:
-        note = f"the heat capacity falls from the lowest T ({ordered[0]:g} K): no transition in the range"
-    else:
-        note = f"the heat capacity still rises at the highest T ({ordered[-1]:g} K): T_c lies above the range"
-    return TransitionScan(x, voltage, ordered, heats, xs, critical, note)
+        if point.order is not None:
+            mean, square = point.order
+            etas.append(mean)
+            chis.append(len(sampler.active_indices) * max(square - mean**2, 0.0) / (K_B * temperature))
+    heat_peak, heat_note = _interior_peak(ordered, heats, "heat capacity")
+    scan = TransitionScan(x, voltage, ordered, heats, xs, heat_peak, heat_note, heat_capacity_peak=heat_peak)
+    if order is not None:
+        scan.order_parameter, scan.susceptibility = etas, chis
+        scan.start = f"the 0 K ordering tiled on the supercell ({order.peaks} superlattice peaks)"
+        scan.critical_temperature, scan.note = _interior_peak(ordered, chis, "order-parameter susceptibility")
+        scan.method = "order parameter"
+        if etas and etas[0] < 0.5:
+            scan.note = (scan.note + "; " if scan.note else "") + (
+                f"the ordering is already melted at {ordered[0]:g} K (eta {etas[0]:.2f})"
+            )
+    elif ordering is not None:
+        scan.note = (scan.note + "; " if scan.note else "") + "the 0 K ordering does not tile the supercell"
+    return scan
+
+
+def _interior_peak(temperatures: list[float], values: list[float], what: str) -> tuple[float | None, str]:
+    peak = int(np.argmax(values))
+    if 0 < peak < len(temperatures) - 1:
+        return float(temperatures[peak]), ""
+    if peak == 0:
+        return None, f"the {what} falls from the lowest T ({temperatures[0]:g} K): no transition in the range"
+    return None, f"the {what} still rises at the highest T ({temperatures[-1]:g} K): T_c lies above the range"
 
 
 @dataclass

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from ase import Atoms
 from jobflow import CURRENT_JOB, Flow, OnMissing, Response, job
 from monty.json import MSONable
 from pymatgen.core import Structure
@@ -55,7 +56,7 @@ from insertflow.sampling.orderings import tight_matcher
 from insertflow.schemas import CalculationRecord, ClusterExpansionDoc, FiniteTemperatureDoc, InsertionLevelsDoc
 
 #: Part of the Monte Carlo's content key: raised when what it computes from the same inputs changes.
-MONTE_CARLO_VERSION = 2
+MONTE_CARLO_VERSION = 3
 FIT_STAGE = "cluster expansion"
 MC_STAGE = "monte carlo"
 
@@ -272,7 +273,12 @@ def _expansion_doc(doc, study, lattice_data, space, fit, points, states, searche
     inside_x = [round(s.x, 6) for s in inside]
     own_x = [round(x, 6) for x, _ in calculator_hull(points)]
     agree = _same_x(inside_x, own_x)
-    z = ion_charge(lattice_from_dict(lattice_data).working_ion)
+    lattice = lattice_from_dict(lattice_data)
+    z = ion_charge(lattice.working_ion)
+    # Like against like: the expansion searched only in the cells the levels study enumerated
+    levels_cells = max(o["cells"] for o in doc["orderings"])
+    small, _ = ground_states(fit, lattice, levels_cells)
+    small_x = [round(s.x, 6) for s in small if low - 1e-6 <= s.x <= high + 1e-6]
     steps = hull_steps([(s.x, s.formation_per_fu) for s in inside], doc["average_voltage"], z)
     ce_doc = ClusterExpansionDoc(
         study=study,
@@ -308,6 +314,11 @@ def _expansion_doc(doc, study, lattice_data, space, fit, points, states, searche
                 "formation_energy": s.formation_per_fu,
                 "cells": s.cells,
                 "in_training": s.in_training,
+                "ordering": {
+                    "cell": s.atoms.cell.array.tolist(),
+                    "positions": s.atoms.positions.tolist(),
+                    "symbols": s.atoms.get_chemical_symbols(),
+                },
             }
             for s in states
         ],
@@ -317,6 +328,9 @@ def _expansion_doc(doc, study, lattice_data, space, fit, points, states, searche
         calculator_hull_x=own_x,
         ground_states_agree=agree,
         matches_levels_hull=_same_x(inside_x, hull_x),
+        levels_cells=levels_cells,
+        levels_cells_ground_state_x=small_x,
+        matches_levels_hull_in_levels_cells=_same_x(small_x, hull_x),
         expansion_steps=steps,
         iterations=iteration,
         added=[p.label for p in points if p.source != "levels"],
@@ -333,6 +347,11 @@ def _expansion_doc(doc, study, lattice_data, space, fit, points, states, searche
         ce_doc.warnings.append(
             f"the expansion's ground states (x = {_xs(inside_x)}) differ from the hull of the calculator's own "
             f"energies of the fitted orderings (x = {_xs(own_x)})"
+        )
+    if not ce_doc.matches_levels_hull_in_levels_cells:
+        ce_doc.warnings.append(
+            f"in the levels study's own cells (up to {levels_cells}) the expansion's ground states "
+            f"(x = {_xs(small_x)}) are not the levels hull (x = {_xs(hull_x)})"
         )
     if not ce_doc.matches_levels_hull:
         ce_doc.warnings.append(
@@ -435,9 +454,9 @@ def run_monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings
     scans = []
     for x, voltage in vertices:
         progress.emit(MC_STAGE, f"T_c x={x:.3f}", "heat capacity on heating...")
-        scan = transition_scan(sampler, x, voltage, settings.transition_temperatures)
+        scan = transition_scan(sampler, x, voltage, settings.transition_temperatures, _ordering_at(ce_doc, x))
         scans.append(scan)
-        found = f"heat-capacity peak at {scan.critical_temperature:g} K" if scan.critical_temperature else scan.note
+        found = f"{scan.method} T_c {scan.critical_temperature:g} K" if scan.critical_temperature else scan.note
         progress.emit(MC_STAGE, f"T_c x={x:.3f}", found)
     unsettled = [
         f"{p.ensemble} T={p.temperature:g} K V={p.voltage:.3f}: x drifted {p.drift:.3f} between halves"
@@ -474,6 +493,15 @@ def run_monte_carlo(doc: dict, ce_doc: dict, settings: FiniteTemperatureSettings
         + (f"; {len(unsettled)} run(s) not equilibrated" if unsettled else ""),
     )
     return finite
+
+
+def _ordering_at(ce_doc: dict, x: float) -> Atoms | None:
+    """The expansion's 0 K ordering at ``x`` (ions and vacancies), or None when it is not stored."""
+    for state in ce_doc.get("ground_states", []):
+        if abs(state["x"] - x) < 1e-3 and state.get("ordering"):
+            data = state["ordering"]
+            return Atoms(symbols=data["symbols"], positions=data["positions"], cell=data["cell"], pbc=True)
+    return None
 
 
 def _interior_vertices(steps: list[dict]) -> list[tuple[float, float]]:
