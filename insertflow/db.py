@@ -49,13 +49,19 @@ def study_names(store: JobStore) -> list[str]:
     return sorted(store.docs_store.distinct("metadata.insertflow.study", {"metadata.insertflow.kind": "study"}))
 
 
-def study(name: str, store: JobStore | str | None = None, kind: str | None = None) -> dict:
-    """The latest document of study ``name``; a clear error if there is none (or it is another kind)."""
+def study(name: str, store: JobStore | str | None = None, kind: str | None = None, failed_ok: bool = False) -> dict:
+    """The latest document of study ``name``; a clear error if there is none (or it is another kind).
+
+    A study whose planning job refused its input raises with the reason, unless ``failed_ok``
+    (then its ``FailedStudyDoc`` comes back).
+    """
     doc = latest_study(_store(store), name)
     if doc is None:
         names = study_names(_store(store))
         listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise InsertflowError(f"no study '{name}' in this store; studies here: {listed or 'none'}")
+    if doc.get("status") == "failed" and not failed_ok:  # its planning job refused the input
+        raise InsertflowError(f"study '{name}' failed: {doc.get('error')}")
     if kind is not None and doc.get("kind") != kind:
         found = doc.get("kind") or "unknown"
         article = "an" if found[0] in "aeiou" else "a"

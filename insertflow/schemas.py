@@ -266,6 +266,17 @@ class InsertionLevelsDoc(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class FailedStudyDoc(BaseModel):
+    """A study whose planning job could not use its input (not a structure, no working ion, ...)."""
+
+    study: str
+    kind: str = Field(description="The study type that was asked for (insertion_levels, defects, ...)")
+    status: Literal["failed"] = "failed"
+    error: str = Field(description="Why, in one line")
+    source: dict = Field(default_factory=dict, description="uuid and attributes of the upstream output, if any")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class CommitteeDoc(BaseModel):
     """One study run with several calculators: every voltage and energy above hull with its mean and spread."""
 

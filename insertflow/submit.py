@@ -36,16 +36,35 @@ def submit(
     worker: str | None = None,
 ) -> str:
     """Build the study flow and hand it to ``engine``; return a one-line description of what was done."""
+    _check_target(engine, config)
+    _, flow, plan = build_study(recipe)
+    return submit_flow(flow, config, engine, launchpad, project, worker, plan)
+
+
+def submit_flow(
+    flow,
+    config: StoreConfig,
+    engine: str = "fireworks",
+    launchpad: str | None = None,
+    project: str | None = None,
+    worker: str | None = None,
+    plan: dict | None = None,
+) -> str:
+    """Hand any jobflow Flow (a recipe's, or one composed in Python) to ``engine``; one line back."""
+    _check_target(engine, config)
+    if engine == "fireworks":
+        return _to_fireworks(flow, config, launchpad, plan or {})
+    return _to_jobflow_remote(flow, project, worker, plan or {})
+
+
+def _check_target(engine: str, config: StoreConfig) -> None:
+    """Refuse, before building anything, an unknown engine or a store workers cannot write to."""
     if engine not in ENGINES:
         raise SubmitError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     if config.type == "memory":
         raise SubmitError(
             "an in-memory store cannot collect results from workers; submit with an embedded or MongoDB store"
         )
-    _, flow, plan = build_study(recipe)
-    if engine == "fireworks":
-        return _to_fireworks(flow, config, launchpad, plan)
-    return _to_jobflow_remote(flow, project, worker, plan)
 
 
 def load_launchpad(path: str | None = None):

@@ -73,6 +73,7 @@ from insertflow.calculators.base import (
 from insertflow.competing import competing_phases, elemental_reference, task_for
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.flows.compose import ComposableMaker
 from insertflow.flows.kinetics import neb_from_endpoints
 from insertflow.hosts import Host
 from insertflow.references import working_ion_reference
@@ -105,8 +106,10 @@ REINSERT_CLEARANCE = 1.5
 
 
 @dataclass
-class DefectStudyMaker(Maker):
+class DefectStudyMaker(ComposableMaker, Maker):
     """Relax pristine and defective hosts at each x; classify defects; build the hysteresis."""
+
+    study_kind = "defects"
 
     name: str = "defects and hysteresis"
     calculator: Calculator | None = None
@@ -173,7 +176,7 @@ class DefectStudyMaker(Maker):
             notes += skipped
         return matrix, pristine, candidates, notes
 
-    def make(self, host: Host) -> Flow:
+    def make_for_host(self, host: Host) -> Flow:
         """The study flow; its output is a ``DefectStudyDoc``."""
         matrix, pristine, candidates, notes = self.plan(host)
         return self.make_from_plan(host, matrix, pristine, candidates, notes)

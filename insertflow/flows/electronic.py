@@ -18,6 +18,7 @@ from insertflow.analysis.magnetism import oxidation_census
 from insertflow.calculators.base import Calculator
 from insertflow.errors import CalculatorError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.flows.compose import ComposableMaker
 from insertflow.hosts import Host
 from insertflow.sampling.defects import (
     DefectSettings,
@@ -37,8 +38,10 @@ ALIGNMENT_SPREAD_WARNING = 0.25
 
 
 @dataclass
-class ElectronicStructureMaker(Maker):
+class ElectronicStructureMaker(ComposableMaker, Maker):
     """Relax the lowest-Ewald ordering at each x, then its electronic structure."""
+
+    study_kind = "electronic_structure"
 
     name: str = "electronic structure"
     calculator: Calculator | None = None
@@ -71,7 +74,7 @@ class ElectronicStructureMaker(Maker):
                 chosen.append((meta, candidate.structure))
         return chosen
 
-    def make(self, host: Host) -> Flow:
+    def make_for_host(self, host: Host) -> Flow:
         """The study flow; its output is an ``ElectronicStudyDoc``."""
         if self.calculator is None or self.electronic_calculator is None:
             raise CalculatorError("ElectronicStructureMaker needs a relaxation and an electronic calculator")

@@ -10,6 +10,7 @@ from insertflow import progress
 from insertflow.analysis.voltage import average_voltage, electrode_document
 from insertflow.calculators.base import Calculator
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.flows.compose import ComposableMaker
 from insertflow.hosts import Host
 from insertflow.references import working_ion_reference
 from insertflow.schemas import CalculationRecord, FailedCalculation, VoltageStudyDoc
@@ -19,15 +20,17 @@ ANALYSIS_STAGE = "analysis"
 
 
 @dataclass
-class EndMemberVoltageMaker(Maker):
+class EndMemberVoltageMaker(ComposableMaker, Maker):
     """Relax the fully discharged and fully charged host and the elemental ion; build the voltage."""
+
+    study_kind = "end_member_voltage"
 
     name: str = "end-member voltage"
     calculator: Calculator | None = None
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
 
-    def make(self, host: Host) -> Flow:
+    def make_for_host(self, host: Host) -> Flow:
         """The study as a jobflow Flow whose output is a ``VoltageStudyDoc``."""
         discharged = host.structure.get_primitive_structure()
         charged = discharged.copy()

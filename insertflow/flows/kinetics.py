@@ -43,6 +43,7 @@ from insertflow.calculators.base import (
 )
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard, finished_record
+from insertflow.flows.compose import ComposableMaker
 from insertflow.hosts import Host
 from insertflow.sampling.hops import HOP_MODES, Hop, distinct_hops, hop_endpoints, initial_path
 from insertflow.schemas import BarrierStudyDoc, CalculationRecord, FailedCalculation, HopResult, NebRecord
@@ -109,8 +110,10 @@ def supercell_for(structure: Structure, settings: BarrierSettings) -> list[int]:
 
 
 @dataclass
-class BarrierStudyMaker(Maker):
+class BarrierStudyMaker(ComposableMaker, Maker):
     """Relax the host, then one NEB per distinct hop and mode from relaxed endpoints."""
+
+    study_kind = "barriers"
 
     name: str = "barriers"
     calculator: Calculator | None = None
@@ -146,7 +149,7 @@ class BarrierStudyMaker(Maker):
         paths = len(self.check(host)[0]) * len(self.settings.modes)
         return {"calculations": 1 + 2 * paths, STAGE: paths, ANALYSIS_STAGE: 1}
 
-    def make(self, host: Host) -> Flow:
+    def make_for_host(self, host: Host) -> Flow:
         """The host relaxation, then the planning job that adds the endpoints and the NEBs."""
         relax = CalculationMaker(
             calculator=self.calculator, label="host", task="relax", study=self.study, guard=self.guard

@@ -26,6 +26,7 @@ from insertflow.analysis.voltage import electrode_document, framework_unit
 from insertflow.calculators.base import Calculator, SinglePoint, SinglePointScreener
 from insertflow.errors import CalculatorError, InsertflowError, RecipeError
 from insertflow.flows.calculation import CalculationMaker, LayerGuard
+from insertflow.flows.compose import ComposableMaker
 from insertflow.flows.end_members import material_id
 from insertflow.hosts import Host
 from insertflow.keys import content_key
@@ -45,8 +46,10 @@ ANALYSIS_STAGE = "analysis"
 
 
 @dataclass
-class InsertionLevelsMaker(Maker):
+class InsertionLevelsMaker(ComposableMaker, Maker):
     """Relax the lowest-energy orderings at every x and build the hull and voltage profile."""
+
+    study_kind = "insertion_levels"
 
     name: str = "insertion levels"
     calculator: Calculator | None = None
@@ -57,7 +60,7 @@ class InsertionLevelsMaker(Maker):
     guard: LayerGuard = field(default_factory=LayerGuard)
     study: str = "study"
 
-    def make(self, host: Host) -> Flow:
+    def make_for_host(self, host: Host) -> Flow:
         """Enumerate and rank the orderings of ``host`` and return the study flow."""
         orderings, summary = select_orderings(host, self.orderings)
         return self.make_from_orderings(host, orderings, summary)
