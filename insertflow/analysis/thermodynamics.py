@@ -11,7 +11,7 @@ over the final interval. Variance-constrained SGC (VCSGC, Sadigh and Erhart 2012
 on a grid, gaps included, and returns dF/dc: V(x) is continuous through a gap, and the mean VCSGC
 voltage inside a jump is the plateau voltage (an SGC sweep jumps late, out of a metastable phase). An order-disorder
 transition is scanned on heating at the chemical potential in the middle of a 0 K vertex's stability
-window, from that vertex's ordering tiled on the supercell. Its long-range order parameter eta (the
+window, from that vertex's ordering repeated to about the supercell's size. Its long-range order parameter eta (the
 ordering's superlattice peaks of the structure factor, 1 when perfect) falls through T_c, where the
 order-parameter susceptibility N (<eta^2> - <eta>^2) / kT peaks; the heat-capacity peak is kept beside it.
 """
@@ -92,22 +92,27 @@ class TransitionScan:
     order_parameter: list[float] = field(default_factory=list)  # <eta> per T (1 = the perfect 0 K ordering)
     susceptibility: list[float] = field(default_factory=list)  # N (<eta^2> - <eta>^2) / kT per T, 1/eV
     heat_capacity_peak: float | None = None  # K: interior peak of C, kept beside the order-parameter T_c
-    start: str = "full cell"  # the 0 K ordering tiled on the supercell, or the full cell when it does not tile
+    start: str = "full cell"  # the 0 K ordering repeated (order parameter), or the full Monte Carlo cell
 
 
 class OrderParameter:
-    """Long-range order of one ordering on the Monte Carlo supercell, from its superlattice peaks.
+    """Long-range order of one ordering, from its superlattice peaks in the structure factor.
 
-    eta^2 = sum_q |sum_i (n_i - <n>) e^{i q.r_i}|^2 over the q where the perfect ordering has a peak, divided
-    by the same sum for the perfect ordering: 1 for it (and for any of its translations), about
-    sqrt(peaks / sites) when disordered. The q are the supercell's reciprocal points in two primitive
-    zones, so orderings inside one primitive cell of a multi-site sublattice show up too.
+    eta^2 = sum_q |sum_i (n_i - <n>) e^{i q.r_i}|^2 over the q where the perfect ordering has a peak,
+    divided by the same sum for the perfect ordering: 1 for it (and for any of its translations),
+    about sqrt(peaks / sites) when disordered. The q are the reciprocal lattice points of the
+    ordering's cell in two zones of the primitive cell's, so orderings inside one primitive cell of a
+    multi-site sublattice show up too.
     """
 
-    def __init__(self, occupied: np.ndarray, positions: np.ndarray, cell: np.ndarray, supercell: list[int]):
-        reciprocal = 2 * np.pi * np.linalg.inv(cell).T  # rows: the supercell's reciprocal vectors
-        grid = itertools.product(*(range(2 * n) for n in supercell))
-        qs = np.array([hkl for hkl in grid if any(hkl)], dtype=float) @ reciprocal
+    def __init__(self, occupied: np.ndarray, positions: np.ndarray, ordering_cell: np.ndarray, primitive_cell):
+        matrix = np.round(ordering_cell @ np.linalg.inv(primitive_cell)).astype(int)  # ordering = M primitive
+        inverse_t = np.linalg.inv(matrix).T
+        bound = 2 * int(np.abs(matrix).sum(axis=1).max())
+        box = np.array(list(itertools.product(range(-bound, bound + 1), repeat=3)))
+        fractional = box @ inverse_t  # in the primitive reciprocal basis
+        inside = np.all((fractional > -1e-9) & (fractional < 2 - 1e-9), axis=1) & np.any(box != 0, axis=1)
+        qs = fractional[inside] @ (2 * np.pi * np.linalg.inv(primitive_cell).T)
         phases = np.exp(1j * positions @ qs.T).T  # (q, site)
         amplitude = np.abs(phases @ (occupied - occupied.mean())) ** 2
         peaks = amplitude > 1e-6 * max(float(amplitude.max()), 1e-12)
@@ -123,54 +128,53 @@ class OrderParameter:
         return math.sqrt(float(amplitude.sum()) / self.norm)
 
 
-def tile_ordering(ordering: Atoms, supercell: Atoms, tolerance: float = 1e-3) -> Atoms | None:
-    """``supercell`` decorated like ``ordering`` (same lattice, same frame), or None when it does not tile.
-
-    A supercell site takes the species of the ordering site it falls on modulo the ordering's cell.
-    """
-    inverse = np.linalg.inv(ordering.cell.array)
-    own = ordering.get_scaled_positions(wrap=True)
-    symbols = ordering.get_chemical_symbols()
-    placed = supercell.copy()
-    new = []
-    for position in supercell.positions:
-        fractional = position @ inverse
-        delta = own - fractional
-        delta -= np.round(delta)
-        distance = np.linalg.norm(delta @ ordering.cell.array, axis=1)
-        nearest = int(np.argmin(distance))
-        if distance[nearest] > tolerance:
-            return None
-        new.append(symbols[nearest])
-    # the lattice must also repeat: every supercell vector is a whole number of ordering cells
-    repeats = supercell.cell.array @ inverse
-    if not np.allclose(repeats, np.round(repeats), atol=1e-6):
-        return None
-    placed.set_chemical_symbols(new)
-    return placed
+def scan_supercell(ordering: Atoms, active_per_cell: int, target_sites: int) -> tuple[int, int, int]:
+    """Repeats of ``ordering``'s cell, about equal in length, holding at least ``target_sites`` active sites."""
+    lengths = np.linalg.norm(ordering.cell.array, axis=1)
+    scale = max(lengths)
+    while True:
+        repeats = tuple(max(1, round(scale / length)) for length in lengths)
+        if int(np.prod(repeats)) * active_per_cell >= target_sites:
+            return repeats
+        scale *= 1.1
 
 
 class Sampler:
     """Monte Carlo on one supercell of the lattice with one expansion."""
 
-    def __init__(self, expansion, lattice: ActiveLattice, settings: MonteCarloSettings, voltage_ref: float, z: int):
+    def __init__(
+        self,
+        expansion,
+        lattice: ActiveLattice,
+        settings: MonteCarloSettings,
+        voltage_ref: float,
+        z: int,
+        start: Atoms | None = None,
+    ):
         from mchammer.calculators import ClusterExpansionCalculator
 
+        self.expansion = expansion
         self.lattice = lattice
         self.settings = settings
         self.voltage_ref = voltage_ref
         self.z = z
-        self.cells = int(np.prod(settings.supercell))
-        self.active_sites = len(lattice.active) * self.cells
-        self.start = lattice.atoms().repeat(tuple(settings.supercell))
+        # the supercell: ``settings.supercell`` repeats of the lattice's cell, or ``start`` (any supercell of it)
+        self.start = start if start is not None else lattice.atoms().repeat(tuple(settings.supercell))
+        self.cells = round(len(self.start) / lattice.sites)
+        self.active_indices = _active_indices(self.start, lattice)
+        self.active_sites = len(self.active_indices)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.calculator = ClusterExpansionCalculator(self.start, expansion)
         self._seed = settings.seed
         self.runs = 0
         self.trials = 0
-        per_cell = len(lattice.primitive)  # ASE repeats the whole cell block by block
-        self.active_indices = np.array([c * per_cell + a for c in range(self.cells) for a in lattice.active])
+
+    def on(self, start: Atoms) -> Sampler:
+        """A sampler with the same expansion and settings on another supercell ``start``."""
+        other = Sampler(self.expansion, self.lattice, self.settings, self.voltage_ref, self.z, start)
+        other._seed = self._seed + 1000
+        return other
 
     def voltage(self, dmu: float) -> float:
         """V of the chemical potential ``dmu``."""
@@ -194,10 +198,10 @@ class Sampler:
         symbols = np.asarray(atoms.get_chemical_symbols())[self.active_indices]
         return (symbols == self.lattice.working_ion).astype(float)
 
-    def order_parameter(self, ordering: Atoms) -> OrderParameter:
-        """The long-range order parameter of ``ordering`` (already tiled on this supercell)."""
+    def order_parameter(self, ordering: Atoms, ordering_cell: np.ndarray) -> OrderParameter:
+        """The order parameter of ``ordering`` (on this supercell) with the periodicity ``ordering_cell``."""
         positions = self.start.positions[self.active_indices]
-        return OrderParameter(self.occupied(ordering), positions, self.start.cell.array, self.settings.supercell)
+        return OrderParameter(self.occupied(ordering), positions, ordering_cell, self.lattice.primitive.lattice.matrix)
 
     def sgc(
         self, temperature: float, dmu: float, atoms: Atoms | None = None, order: OrderParameter | None = None
@@ -281,6 +285,24 @@ class Sampler:
             equilibrated=settled,
             drift=drift,
         )
+
+
+def _active_indices(atoms: Atoms, lattice: ActiveLattice, tolerance: float = 1e-3) -> np.ndarray:
+    """Indices of the sites of ``atoms`` (a supercell of the lattice) that fall on an active primitive site."""
+    cell = lattice.primitive.lattice.matrix
+    own = lattice.primitive.frac_coords
+    active = set(lattice.active)
+    indices = []
+    for index, position in enumerate(atoms.positions):
+        delta = own - position @ np.linalg.inv(cell)
+        delta -= np.round(delta)
+        distance = np.linalg.norm(delta @ cell, axis=1)
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > tolerance:
+            raise ValueError(f"site {index} of the supercell is not a site of the lattice")
+        if nearest in active:
+            indices.append(index)
+    return np.array(indices, dtype=int)
 
 
 def _order_observer_class():
@@ -399,38 +421,49 @@ def transition_scan(
 ) -> TransitionScan:
     """Heating at fixed chemical potential from the 0 K ``ordering`` (ions and vacancies on the lattice).
 
-    With an ordering that tiles the supercell, T_c is the peak of the order-parameter susceptibility;
-    otherwise (or when it has no superlattice peak) the peak of the heat capacity. Interior peaks only.
+    With an ordering, the scan runs on that ordering repeated to about the sampler's size, and T_c is
+    the peak of the order-parameter susceptibility; without one (or when it has no superlattice peak),
+    on the sampler's supercell from the full cell, and T_c is the peak of the heat capacity. Interior
+    peaks only.
     """
     dmu = sampler.dmu(voltage)
-    tiled = tile_ordering(ordering, sampler.start) if ordering is not None else None
-    order = sampler.order_parameter(tiled) if tiled is not None else None
-    if order is not None and order.peaks == 0:
-        order = None  # the ordering is the lattice's own periodicity: nothing to melt
-    atoms = tiled if order is not None else None
+    order, atoms, runner = None, None, sampler
+    if ordering is not None:
+        active_per_cell = len(_active_indices(ordering, sampler.lattice))
+        repeats = scan_supercell(ordering, active_per_cell, sampler.active_sites)
+        runner = sampler.on(ordering.repeat(repeats))
+        order = runner.order_parameter(runner.start, ordering.cell.array)
+        if order.peaks == 0:  # the ordering has the lattice's own periodicity: nothing to melt
+            order, runner = None, sampler
+        else:
+            atoms = runner.start
     heats, xs, etas, chis = [], [], [], []
     ordered = sorted(temperatures)
     for temperature in ordered:
-        point, atoms = sampler.sgc(temperature, dmu, atoms, order)
+        point, atoms = runner.sgc(temperature, dmu, atoms, order)
         heats.append(point.heat_capacity)
         xs.append(point.x)
         if point.order is not None:
             mean, square = point.order
             etas.append(mean)
-            chis.append(len(sampler.active_indices) * max(square - mean**2, 0.0) / (K_B * temperature))
+            chis.append(runner.active_sites * max(square - mean**2, 0.0) / (K_B * temperature))
+    if runner is not sampler:
+        sampler.runs += runner.runs
+        sampler.trials += runner.trials
     heat_peak, heat_note = _interior_peak(ordered, heats, "heat capacity")
     scan = TransitionScan(x, voltage, ordered, heats, xs, heat_peak, heat_note, heat_capacity_peak=heat_peak)
     if order is not None:
         scan.order_parameter, scan.susceptibility = etas, chis
-        scan.start = f"the 0 K ordering tiled on the supercell ({order.peaks} superlattice peaks)"
+        scan.start = (
+            f"the 0 K ordering repeated {repeats[0]}x{repeats[1]}x{repeats[2]} ({runner.active_sites} active sites, "
+            f"{order.peaks} superlattice peaks)"
+        )
         scan.critical_temperature, scan.note = _interior_peak(ordered, chis, "order-parameter susceptibility")
         scan.method = "order parameter"
         if etas and etas[0] < 0.5:
             scan.note = (scan.note + "; " if scan.note else "") + (
                 f"the ordering is already melted at {ordered[0]:g} K (eta {etas[0]:.2f})"
             )
-    elif ordering is not None:
-        scan.note = (scan.note + "; " if scan.note else "") + "the 0 K ordering does not tile the supercell"
     return scan
 
 
