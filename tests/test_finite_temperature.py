@@ -91,6 +91,35 @@ def test_order_parameter_finds_the_3d_ising_critical_temperature():
     assert all(abs(x - 0.5) < 0.01 for x in scan.x_mean)  # dmu = 0 is the particle-hole symmetric point
 
 
+def test_order_parameter_counts_rotated_variants_as_ordered():
+    # LiCoO2's Li lattice (R-3m): Li on every second plane along a1 is one x = 1/2 ordering, and the
+    # 3-fold axis turns it into the same ordering along a2. Both are perfectly ordered (eta = 1); a
+    # random occupation is not. Without the star of q-points the variant read as eta ~ 0.
+    lattice = licoo2_lattice()
+    expansion = ClusterExpansion(cluster_space(lattice, [3.0]), np.zeros(3))
+    sampler = Sampler(expansion, lattice, MonteCarloSettings([4, 4, 4]), 3.5, 1)
+    cell = lattice.primitive.lattice.matrix
+    index = np.round(sampler.start.positions[sampler.active_indices] @ np.linalg.inv(cell)).astype(int)
+
+    def occupation(ions):
+        atoms = sampler.start.copy()
+        symbols = atoms.get_chemical_symbols()
+        for site, filled in zip(sampler.active_indices, ions, strict=True):
+            symbols[site] = "Li" if filled else "X"
+        atoms.set_chemical_symbols(symbols)
+        return atoms
+
+    stripes = occupation(index[:, 0] % 2 == 0)
+    turned = occupation(index[:, 1] % 2 == 0)
+    ordering_cell = np.diag([2, 1, 1]) @ cell
+    order = sampler.order_parameter(stripes, ordering_cell)
+    assert order.star > order.peaks  # the rotations added the variants' peaks
+    assert order(sampler.occupied(stripes)) == pytest.approx(1.0, abs=1e-9)
+    assert order(sampler.occupied(turned)) == pytest.approx(1.0, abs=1e-9)
+    random = np.random.default_rng(1).random(len(index)) < 0.5
+    assert order(random.astype(float)) < 0.4
+
+
 def mean_field_tc(ce_doc: dict) -> float:
     """K: the mean-field critical temperature of a pair-only expansion, an upper bound on the true T_c.
 

@@ -96,29 +96,43 @@ class TransitionScan:
 
 
 class OrderParameter:
-    """Long-range order of one ordering, from its superlattice peaks in the structure factor.
+    """Long-range order of one ordering and its symmetry variants, from their superlattice peaks.
 
-    eta^2 = sum_q |sum_i (n_i - <n>) e^{i q.r_i}|^2 over the q where the perfect ordering has a peak,
-    divided by the same sum for the perfect ordering: 1 for it (and for any of its translations),
-    about sqrt(peaks / sites) when disordered. The q are the reciprocal lattice points of the
+    eta^2 = sum_q |sum_i (n_i - <n>) e^{i q.r_i}|^2 over the star of the perfect ordering's peaks
+    (its peaks turned by every point-group rotation of the host, where the supercell admits them),
+    divided by the same sum for the perfect ordering. So eta is 1 for the ordering, for any
+    translation of it and for any rotated variant the supercell holds, and small (of order
+    sqrt(q-points / sites)) when disordered. The q are the reciprocal lattice points of the
     ordering's cell in two zones of the primitive cell's, so orderings inside one primitive cell of a
     multi-site sublattice show up too.
     """
 
-    def __init__(self, occupied: np.ndarray, positions: np.ndarray, ordering_cell: np.ndarray, primitive_cell):
-        matrix = np.round(ordering_cell @ np.linalg.inv(primitive_cell)).astype(int)  # ordering = M primitive
-        inverse_t = np.linalg.inv(matrix).T
+    def __init__(
+        self,
+        occupied: np.ndarray,
+        positions: np.ndarray,
+        ordering_cell: np.ndarray,
+        primitive_cell: np.ndarray,
+        supercell_cell: np.ndarray,
+        rotations: list[np.ndarray] | None = None,
+    ):
+        exact = ordering_cell @ np.linalg.inv(primitive_cell)  # the ordering's cell = M x the primitive one
+        matrix = np.round(exact).astype(int)
+        if not np.allclose(exact, matrix, atol=1e-6):
+            raise ValueError("the ordering's cell is not an integer supercell of the lattice's (another frame?)")
+        to_cartesian = 2 * np.pi * np.linalg.inv(primitive_cell).T
         bound = 2 * int(np.abs(matrix).sum(axis=1).max())
         box = np.array(list(itertools.product(range(-bound, bound + 1), repeat=3)))
-        fractional = box @ inverse_t  # in the primitive reciprocal basis
+        fractional = box @ np.linalg.inv(matrix).T  # in the primitive reciprocal basis
         inside = np.all((fractional > -1e-9) & (fractional < 2 - 1e-9), axis=1) & np.any(box != 0, axis=1)
-        qs = fractional[inside] @ (2 * np.pi * np.linalg.inv(primitive_cell).T)
-        phases = np.exp(1j * positions @ qs.T).T  # (q, site)
-        amplitude = np.abs(phases @ (occupied - occupied.mean())) ** 2
-        peaks = amplitude > 1e-6 * max(float(amplitude.max()), 1e-12)
-        self.phases = phases[peaks]
-        self.norm = float(amplitude[peaks].sum())
-        self.peaks = int(peaks.sum())
+        qs = fractional[inside] @ to_cartesian
+        amplitude = np.abs(np.exp(1j * positions @ qs.T).T @ (occupied - occupied.mean())) ** 2
+        peaks = qs[amplitude > 1e-6 * max(float(amplitude.max()), 1e-12)]
+        star = _star(peaks, rotations or [np.eye(3)], primitive_cell, supercell_cell)
+        self.phases = np.exp(1j * positions @ star.T).T  # (q, site)
+        self.norm = float((np.abs(self.phases @ (occupied - occupied.mean())) ** 2).sum())
+        self.peaks = len(peaks)
+        self.star = len(star)
 
     def __call__(self, occupied: np.ndarray) -> float:
         """The eta of one occupation (True/1 where the active site holds the ion)."""
@@ -126,6 +140,24 @@ class OrderParameter:
             return 0.0
         amplitude = np.abs(self.phases @ (occupied - occupied.mean())) ** 2
         return math.sqrt(float(amplitude.sum()) / self.norm)
+
+
+def _star(peaks: np.ndarray, rotations, primitive_cell: np.ndarray, supercell_cell: np.ndarray) -> np.ndarray:
+    """The peaks turned by every rotation, kept where commensurate with the supercell, once each (two zones)."""
+    if len(peaks) == 0:
+        return peaks
+    seen, kept = set(), []
+    for rotation in rotations:
+        for q in peaks @ np.asarray(rotation).T:
+            on_supercell = supercell_cell @ q / (2 * np.pi)
+            if not np.allclose(on_supercell, np.round(on_supercell), atol=1e-6):
+                continue  # this variant does not fit the supercell
+            fractional = primitive_cell @ q / (2 * np.pi)
+            key = tuple(np.round(np.mod(fractional + 1e-9, 2.0), 6))
+            if key not in seen:
+                seen.add(key)
+                kept.append(q)
+    return np.array(kept)
 
 
 def scan_supercell(ordering: Atoms, active_per_cell: int, target_sites: int) -> tuple[int, int, int]:
@@ -169,11 +201,13 @@ class Sampler:
         self._seed = settings.seed
         self.runs = 0
         self.trials = 0
+        self._spawned = 0
 
     def on(self, start: Atoms) -> Sampler:
         """A sampler with the same expansion and settings on another supercell ``start``."""
         other = Sampler(self.expansion, self.lattice, self.settings, self.voltage_ref, self.z, start)
-        other._seed = self._seed + 1000
+        self._spawned += 1
+        other._seed = self._seed + 1000 * self._spawned  # each scan its own random numbers
         return other
 
     def voltage(self, dmu: float) -> float:
@@ -199,9 +233,23 @@ class Sampler:
         return (symbols == self.lattice.working_ion).astype(float)
 
     def order_parameter(self, ordering: Atoms, ordering_cell: np.ndarray) -> OrderParameter:
-        """The order parameter of ``ordering`` (on this supercell) with the periodicity ``ordering_cell``."""
+        """The order parameter of ``ordering`` with the periodicity ``ordering_cell``.
+
+        ``ordering`` is a configuration of this sampler's supercell (its atoms in the order of
+        ``self.start``); its symmetry variants are those of the host's point group.
+        """
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
         positions = self.start.positions[self.active_indices]
-        return OrderParameter(self.occupied(ordering), positions, ordering_cell, self.lattice.primitive.lattice.matrix)
+        operations = SpacegroupAnalyzer(self.lattice.primitive, symprec=0.01).get_point_group_operations(cartesian=True)
+        return OrderParameter(
+            self.occupied(ordering),
+            positions,
+            ordering_cell,
+            self.lattice.primitive.lattice.matrix,
+            self.start.cell.array,
+            [op.rotation_matrix for op in operations],
+        )
 
     def sgc(
         self, temperature: float, dmu: float, atoms: Atoms | None = None, order: OrderParameter | None = None
@@ -456,14 +504,13 @@ def transition_scan(
         scan.order_parameter, scan.susceptibility = etas, chis
         scan.start = (
             f"the 0 K ordering repeated {repeats[0]}x{repeats[1]}x{repeats[2]} ({runner.active_sites} active sites, "
-            f"{order.peaks} superlattice peaks)"
+            f"{order.peaks} superlattice peaks, {order.star} with its variants)"
         )
         scan.critical_temperature, scan.note = _interior_peak(ordered, chis, "order-parameter susceptibility")
         scan.method = "order parameter"
-        if etas and etas[0] < 0.5:
-            scan.note = (scan.note + "; " if scan.note else "") + (
-                f"the ordering is already melted at {ordered[0]:g} K (eta {etas[0]:.2f})"
-            )
+        if etas and etas[0] < 0.5:  # above T_c from the start: a later maximum of chi is noise
+            scan.critical_temperature = None
+            scan.note = f"the ordering is already melted at {ordered[0]:g} K (eta {etas[0]:.2f}): T_c lies below"
     return scan
 
 

@@ -56,7 +56,7 @@ from insertflow.sampling.orderings import tight_matcher
 from insertflow.schemas import CalculationRecord, ClusterExpansionDoc, FiniteTemperatureDoc, InsertionLevelsDoc
 
 #: Part of the Monte Carlo's content key: raised when what it computes from the same inputs changes.
-MONTE_CARLO_VERSION = 4
+MONTE_CARLO_VERSION = 5
 FIT_STAGE = "cluster expansion"
 MC_STAGE = "monte carlo"
 
