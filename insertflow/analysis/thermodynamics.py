@@ -18,6 +18,7 @@ order-parameter susceptibility N (<eta^2> - <eta>^2) / kT peaks; the heat-capaci
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -338,21 +339,17 @@ class Sampler:
 def _active_indices(atoms: Atoms, lattice: ActiveLattice, tolerance: float = 1e-3) -> np.ndarray:
     """Indices of the sites of ``atoms`` (a supercell of the lattice) that fall on an active primitive site."""
     cell = lattice.primitive.lattice.matrix
-    own = lattice.primitive.frac_coords
-    active = set(lattice.active)
-    indices = []
-    for index, position in enumerate(atoms.positions):
-        delta = own - position @ np.linalg.inv(cell)
-        delta -= np.round(delta)
-        distance = np.linalg.norm(delta @ cell, axis=1)
-        nearest = int(np.argmin(distance))
-        if distance[nearest] > tolerance:
-            raise ValueError(f"site {index} of the supercell is not a site of the lattice")
-        if nearest in active:
-            indices.append(index)
-    return np.array(indices, dtype=int)
+    delta = lattice.primitive.frac_coords[None, :, :] - (atoms.positions @ np.linalg.inv(cell))[:, None, :]
+    delta -= np.round(delta)
+    distance = np.linalg.norm(delta @ cell, axis=2)  # (supercell site, primitive site), minimum image
+    nearest = np.argmin(distance, axis=1)
+    stray = np.flatnonzero(distance[np.arange(len(atoms)), nearest] > tolerance)
+    if len(stray):
+        raise ValueError(f"site {int(stray[0])} of the supercell is not a site of the lattice")
+    return np.flatnonzero(np.isin(nearest, lattice.active))
 
 
+@functools.cache
 def _order_observer_class():
     from mchammer.observers.base_observer import BaseObserver
 
@@ -477,7 +474,7 @@ def transition_scan(
     dmu = sampler.dmu(voltage)
     order, atoms, runner = None, None, sampler
     if ordering is not None:
-        active_per_cell = len(_active_indices(ordering, sampler.lattice))
+        active_per_cell = round(len(ordering) / sampler.lattice.sites) * len(sampler.lattice.active)
         repeats = scan_supercell(ordering, active_per_cell, sampler.active_sites)
         runner = sampler.on(ordering.repeat(repeats))
         order = runner.order_parameter(runner.start, ordering.cell.array)
